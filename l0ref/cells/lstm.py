@@ -1,0 +1,172 @@
+"""LSTM with structured neuron masks (Wen et al. Eq. 1, 2), forward and backward through time.
+
+Shapes: input size m, hidden size n, batch B, T time steps, time-major arrays.
+Weights use PyTorch's layout and gate order (input i, forget f, cell candidate
+g -- the paper's u -- output o)::
+
+    W (4n, m)    U (4n, n)    b (4n,)
+
+With an input gate vector z (m,) or (B, m) and a hidden gate vector s (n,) or
+(B, n), the preactivations of all four gate blocks are (Eq. 2, in the product
+form of DESIGN.md section 2; ``S = tile(s, 4)``)::
+
+    a_t = S * (W @ (z * x_t) + U @ (s * h_{t-1})) + b          # (B, 4n)
+    i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o);  g = tanh(a_g)
+    c_t = f * c_{t-1} + i * g                                    # Eq. 1
+    h_t = o * tanh(c_t)
+
+The outputs are the raw h_t: the consumer (the next layer's z, or the output
+layer) applies s.  A pruned unit (s_j = 0) still has a state, driven by its bias
+alone, but nothing reads it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+from ._masks import (as_dtype, check_grad_output, check_mask, check_param, check_sequence,
+                     check_state, reduce_to_mask, sum_blocks, tile_blocks)
+
+NAME = "lstm"
+BLOCKS = 4  #: gate blocks i, f, g, o
+STATE_KEYS = ("h0", "c0")  #: names of the initial-state gradients returned by backward
+PARAM_KEYS = ("W", "U", "b")
+
+
+def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
+                dtype=np.float64, init_range: float | None = None) -> dict:
+    """Uniform(-k, k) weights, k = 1/sqrt(n) as in PyTorch unless ``init_range`` is given.
+
+    Returns ``{"W": (4n, m), "U": (4n, n), "b": (4n,)}``.
+    """
+    m, n = _check_sizes(input_size, hidden_size)
+    k = 1.0 / np.sqrt(n) if init_range is None else float(init_range)
+    return {
+        "W": rng.uniform(-k, k, (BLOCKS * n, m)).astype(dtype),
+        "U": rng.uniform(-k, k, (BLOCKS * n, n)).astype(dtype),
+        "b": rng.uniform(-k, k, (BLOCKS * n,)).astype(dtype),
+    }
+
+
+def sizes(params: dict) -> tuple[int, int]:
+    """(input_size, hidden_size) of a parameter dict."""
+    W = np.asarray(params["W"])
+    return W.shape[1], W.shape[0] // BLOCKS
+
+
+def zero_state(batch: int, hidden_size: int, dtype=np.float64):
+    return (np.zeros((batch, hidden_size), dtype), np.zeros((batch, hidden_size), dtype))
+
+
+def forward(params: dict, x, z=None, s=None, state0=None):
+    """Run the masked LSTM over a whole sequence.
+
+    x (T, B, m); z (m,) or (B, m); s (n,) or (B, n); ``state0 = (h0, c0)``, each (B, n),
+    or None for zeros.  Masks of None mean all ones.  Returns
+    ``(outputs (T, B, n), (h_T, c_T), cache)``.
+    """
+    dtype = as_dtype(params)
+    m, n = sizes(params)
+    W = check_param(params, "W", (BLOCKS * n, m))
+    U = check_param(params, "U", (BLOCKS * n, n))
+    b = check_param(params, "b", (BLOCKS * n,))
+    x = check_sequence(x, m, dtype)
+    T, B, _ = x.shape
+    z = check_mask(z, B, m, "z", dtype)
+    s = check_mask(s, B, n, "s", dtype)
+    h0, c0 = (None, None) if state0 is None else state0
+    h0 = check_state(h0, B, n, "h0", dtype)
+    c0 = check_state(c0, B, n, "c0", dtype)
+
+    S = tile_blocks(s, BLOCKS)                       # (4n,) or (B, 4n)
+    xz = x * z                                       # (T, B, m)
+    wx = xz @ W.T                                    # (T, B, 4n): all input projections at once
+    H = np.empty((T + 1, B, n), dtype)               # H[t] = h_{t-1}; H[0] = h0
+    C = np.empty((T + 1, B, n), dtype)
+    pre = np.empty((T, B, BLOCKS * n), dtype)        # W(zx) + U(sh), before the mask S
+    act = np.empty((T, B, BLOCKS * n), dtype)        # i, f, g, o after their nonlinearities
+    tanh_c = np.empty((T, B, n), dtype)
+    H[0], C[0] = h0, c0
+    for t in range(T):
+        pre[t] = wx[t] + (s * H[t]) @ U.T
+        a = S * pre[t] + b
+        act[t] = _gate_nonlinearities(a, n)
+        i, f, g, o = _split(act[t], n)
+        C[t + 1] = f * C[t] + i * g
+        tanh_c[t] = np.tanh(C[t + 1])
+        H[t + 1] = o * tanh_c[t]
+    cache = dict(params=(W, U, b), x=x, xz=xz, z=z, s=s, S=S, H=H, C=C,
+                 pre=pre, act=act, tanh_c=tanh_c)
+    return H[1:], (H[T].copy(), C[T].copy()), cache
+
+
+def backward(d_outputs, d_final_state, cache) -> dict:
+    """Backpropagate through time.
+
+    d_outputs (T, B, n) is the loss gradient at every h_t; ``d_final_state`` is
+    ``(dh_T, dc_T)`` or None.  Returns gradients keyed like the forward's inputs:
+    ``x, h0, c0, W, U, b, z, s`` (z and s of the mask's own shape).
+    """
+    W, U, b = cache["params"]
+    x, xz, z, s, S = cache["x"], cache["xz"], cache["z"], cache["s"], cache["S"]
+    H, C, pre, act, tanh_c = cache["H"], cache["C"], cache["pre"], cache["act"], cache["tanh_c"]
+    T, B, n = tanh_c.shape
+    dtype = W.dtype
+    d_outputs = check_grad_output(d_outputs, (T, B, n), "d_outputs", dtype)
+    dh_T, dc_T = (None, None) if d_final_state is None else d_final_state
+    dh_next = check_grad_output(dh_T, (B, n), "dh_T", dtype).copy()
+    dc_next = check_grad_output(dc_T, (B, n), "dc_T", dtype).copy()
+
+    da = np.empty_like(act)                          # dL/da_t, a = S * pre + b
+    d_sh = np.empty((T, B, n), dtype)                # dL/d(s * h_{t-1})
+    for t in reversed(range(T)):
+        i, f, g, o = _split(act[t], n)
+        dh = d_outputs[t] + dh_next
+        dc = dh * o * (1 - tanh_c[t] ** 2) + dc_next
+        da[t] = np.concatenate([
+            dc * g * i * (1 - i),                    # input gate
+            dc * C[t] * f * (1 - f),                 # forget gate
+            dc * i * (1 - g ** 2),                   # candidate
+            dh * tanh_c[t] * o * (1 - o),            # output gate
+        ], axis=-1)
+        dc_next = dc * f
+        d_sh[t] = (da[t] * S) @ U
+        dh_next = d_sh[t] * s
+
+    d_pre = da * S                                   # (T, B, 4n)
+    flat = d_pre.reshape(T * B, BLOCKS * n)
+    d_xz = d_pre @ W                                 # (T, B, m)
+    grads = {
+        "x": d_xz * z,
+        "h0": dh_next,
+        "c0": dc_next,
+        "W": flat.T @ xz.reshape(T * B, -1),
+        "U": flat.T @ (s * H[:-1]).reshape(T * B, n),
+        "b": da.sum(axis=(0, 1)),
+        "z": reduce_to_mask(d_xz * x, z),
+        "s": reduce_to_mask(sum_blocks(da * pre, BLOCKS) + d_sh * H[:-1], s),
+    }
+    return grads
+
+
+def _split(a: np.ndarray, n: int):
+    return a[..., :n], a[..., n:2 * n], a[..., 2 * n:3 * n], a[..., 3 * n:]
+
+
+def _gate_nonlinearities(a: np.ndarray, n: int) -> np.ndarray:
+    """sigmoid on the i, f, o blocks, tanh on the candidate block g."""
+    out = expit(a)
+    out[..., 2 * n:3 * n] = np.tanh(a[..., 2 * n:3 * n])
+    return out
+
+
+def _check_sizes(input_size, hidden_size):
+    for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
+        if int(v) != v or v < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    return int(input_size), int(hidden_size)
+
+
+def weight_blocks(params: dict) -> tuple[int, int]:
+    """(G_W, G_U) = (4, 4): W and U each hold four gate blocks."""
+    return BLOCKS, BLOCKS
