@@ -67,10 +67,22 @@ def _check_log_alpha(log_alpha) -> np.ndarray:
 
 
 def _check_u(u, dtype) -> np.ndarray:
-    u = np.asarray(u, dtype=dtype)
+    # Checked in the caller's own precision, then clamped, then cast: a float64 draw
+    # just below 1 is valid even where float32 would round it up to 1.
+    u = _as_float(u)
     if np.any(np.isnan(u)) or np.any(u <= 0) or np.any(u >= 1):
         raise ValueError("u (uniform draw) must lie strictly inside (0, 1)")
-    return np.clip(u, EPS, 1 - EPS)
+    return np.clip(u, EPS, 1 - EPS).astype(dtype, copy=False)
+
+
+def _stretch(s, gamma: float, zeta: float):
+    """``s * (zeta - gamma) + gamma``, written as ``s * zeta + (1 - s) * gamma``.
+
+    The two are equal in exact arithmetic; the second is exact at ``s = 0.5``
+    (it gives ``(zeta + gamma) / 2 = 0.5`` with no rounding, where the first gives
+    ``0.5000000000000001`` in float64) and is equally monotone in ``s``.
+    """
+    return s * zeta + (1 - s) * gamma
 
 
 def uniform(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
@@ -80,6 +92,7 @@ def uniform(rng: np.random.Generator, shape, dtype=np.float64) -> np.ndarray:
 
 def concrete(log_alpha, u, beta: float = BETA) -> np.ndarray:
     """The binary concrete variable ``s`` of Eq. 8, before stretching."""
+    check_hyperparameters(beta, GAMMA, ZETA)
     log_alpha = _check_log_alpha(log_alpha)
     u = _check_u(u, log_alpha.dtype)
     return expit((np.log(u) - np.log1p(-u) + log_alpha) / beta).astype(log_alpha.dtype, copy=False)
@@ -94,7 +107,7 @@ def sample(log_alpha, u, *, beta: float = BETA, gamma: float = GAMMA, zeta: floa
     """
     check_hyperparameters(beta, gamma, zeta)
     s = concrete(log_alpha, u, beta)
-    return np.clip(s * (zeta - gamma) + gamma, 0.0, 1.0).astype(s.dtype, copy=False)
+    return np.clip(_stretch(s, gamma, zeta), 0.0, 1.0).astype(s.dtype, copy=False)
 
 
 def sample_grad(log_alpha, u, *, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> np.ndarray:
@@ -105,7 +118,7 @@ def sample_grad(log_alpha, u, *, beta: float = BETA, gamma: float = GAMMA, zeta:
     """
     check_hyperparameters(beta, gamma, zeta)
     s = concrete(log_alpha, u, beta)
-    s_bar = s * (zeta - gamma) + gamma
+    s_bar = _stretch(s, gamma, zeta)  # the same value sample() clamps: the same kinks
     inside = (s_bar > 0) & (s_bar < 1)
     return np.where(inside, (zeta - gamma) * s * (1 - s) / beta, 0.0).astype(s.dtype, copy=False)
 
@@ -122,9 +135,16 @@ def prob_nonzero(log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: f
 
 
 def prob_nonzero_grad(log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> np.ndarray:
-    """``dP(z != 0) / dlog_alpha = P * (1 - P)``."""
-    p = prob_nonzero(log_alpha, beta=beta, gamma=gamma, zeta=zeta)
-    return p * (1 - p)
+    """``dP(z != 0) / dlog_alpha = P * (1 - P)``.
+
+    Computed as ``sigmoid(x) * sigmoid(-x)`` (``x`` the argument of Eq. 9), not as
+    ``P * (1 - P)``: the subtraction ``1 - P`` loses the relative accuracy of the
+    gradient as ``P`` approaches 1 (and rounds it to 0 beyond ``log_alpha`` ~ 37).
+    """
+    check_hyperparameters(beta, gamma, zeta)
+    log_alpha = _check_log_alpha(log_alpha)
+    x = log_alpha - beta * np.log(-gamma / zeta)
+    return (expit(x) * expit(-x)).astype(log_alpha.dtype, copy=False)
 
 
 def cdf(t, log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> np.ndarray:
@@ -146,6 +166,7 @@ def cdf(t, log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: float =
 
 def prob_one(log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> np.ndarray:
     """``P(z == 1) = 1 - Q(1)``: the chance that the hard sigmoid clamps at one."""
+    check_hyperparameters(beta, gamma, zeta)
     log_alpha = _check_log_alpha(log_alpha)
     # 1 - sigmoid(x) = sigmoid(-x), computed without cancellation
     x = beta * (np.log(1 - gamma) - np.log(zeta - 1)) - log_alpha
@@ -161,7 +182,7 @@ def deterministic(log_alpha, *, gamma: float = GAMMA, zeta: float = ZETA) -> np.
     """
     check_hyperparameters(BETA, gamma, zeta)
     log_alpha = _check_log_alpha(log_alpha)
-    return np.clip(expit(log_alpha) * (zeta - gamma) + gamma, 0.0, 1.0).astype(log_alpha.dtype, copy=False)
+    return np.clip(_stretch(expit(log_alpha), gamma, zeta), 0.0, 1.0).astype(log_alpha.dtype, copy=False)
 
 
 def deterministic_grad(log_alpha, *, gamma: float = GAMMA, zeta: float = ZETA) -> np.ndarray:
@@ -169,7 +190,7 @@ def deterministic_grad(log_alpha, *, gamma: float = GAMMA, zeta: float = ZETA) -
     check_hyperparameters(BETA, gamma, zeta)
     log_alpha = _check_log_alpha(log_alpha)
     a = expit(log_alpha)
-    s_bar = a * (zeta - gamma) + gamma
+    s_bar = _stretch(a, gamma, zeta)
     inside = (s_bar > 0) & (s_bar < 1)
     return np.where(inside, (zeta - gamma) * a * (1 - a), 0.0).astype(log_alpha.dtype, copy=False)
 
@@ -178,4 +199,4 @@ def log_prob_nonzero(log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zet
     """``log P(z != 0)``, finite even where ``P`` underflows (used by reports)."""
     check_hyperparameters(beta, gamma, zeta)
     log_alpha = _check_log_alpha(log_alpha)
-    return log_expit(log_alpha - beta * np.log(-gamma / zeta))
+    return log_expit(log_alpha - beta * np.log(-gamma / zeta)).astype(log_alpha.dtype, copy=False)

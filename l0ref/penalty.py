@@ -63,7 +63,7 @@ def penalty(log_alphas: Sequence[np.ndarray], lam1, lam2) -> tuple[float, list[n
         Sz, Ss = pz.sum(), ps.sum()
         dp[l] += lam1[l] * Ss
         dp[l + 1] += lam1[l] * Sz + lam2[l] * (2 * Ss - 2 * ps + 1)
-    grads = [d * q * (1 - q) for d, q in zip(dp, p)]
+    grads = [d * hc.prob_nonzero_grad(la) for d, la in zip(dp, log_alphas)]  # dP/dlog_alpha = P(1 - P)
     return total, grads
 
 

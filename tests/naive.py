@@ -34,3 +34,59 @@ def lstm_plain(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
         h = o * np.tanh(c)
         hs.append(h)
     return np.array(hs).reshape(len(x), n), h, c
+
+
+def masked_gru_params(params: dict, z: np.ndarray, s: np.ndarray) -> dict:
+    """Eq. 2 for one sequence: every one of the 3 gate blocks (r, u, n) masked alike."""
+    S = np.tile(s, 3)
+    return {"W": params["W"] * np.outer(S, z), "U": params["U"] * np.outer(S, s),
+            "b_i": params["b_i"].copy(), "b_h": params["b_h"].copy()}
+
+
+def gru_plain(params: dict, x: np.ndarray, h0: np.ndarray):
+    """PyTorch's GRU on one sequence x (T, m); returns (hs (T, n), h_T).
+
+    r = sigmoid(W_r x + b_ir + U_r h + b_hr), u = sigmoid(W_u x + b_iu + U_u h + b_hu),
+    n = tanh(W_n x + b_in + r * (U_n h + b_hn)), h = (1 - u) * n + u * h.
+    """
+    W, U, b_i, b_h = params["W"], params["U"], params["b_i"], params["b_h"]
+    n = U.shape[1]
+    h, hs = h0.copy(), []
+    for x_t in x:
+        gi = W @ x_t + b_i
+        gh = U @ h + b_h
+        r = sigmoid(gi[:n] + gh[:n])
+        u = sigmoid(gi[n:2 * n] + gh[n:2 * n])
+        cand = np.tanh(gi[2 * n:] + r * gh[2 * n:])
+        h = (1 - u) * cand + u * h
+        hs.append(h)
+    return np.array(hs).reshape(len(x), n), h
+
+
+def masked_rhn_params(params: dict, z: np.ndarray, s: np.ndarray) -> dict:
+    """Eq. 2 for one sequence: the H and T blocks of W and of every R[k] masked alike,
+    rows by tile(s, 2), columns by z (W) or s (each R[k])."""
+    S = np.tile(s, 2)
+    return {"W": params["W"] * np.outer(S, z),
+            "R": np.array([R_k * np.outer(S, s) for R_k in params["R"]]),
+            "b": params["b"].copy()}
+
+
+def rhn_plain(params: dict, x: np.ndarray, q0: np.ndarray):
+    """Zilly et al.'s RHN (coupled carry gate) on one sequence x (T, m); returns (qs (T, n), q_T).
+
+    Per time step, for micro-steps k = 1..L: h = tanh(a_H), t = sigmoid(a_T) with
+    a = [k = 1] W x_t + R[k] q + b[k], and q = h * t + q * (1 - t).
+    """
+    W, R, b = params["W"], params["R"], params["b"]
+    n = W.shape[0] // 2
+    q, qs = q0.copy(), []
+    for x_t in x:
+        for k in range(len(R)):
+            a = R[k] @ q + b[k]
+            if k == 0:
+                a = a + W @ x_t
+            h, t = np.tanh(a[:n]), sigmoid(a[n:])
+            q = h * t + q * (1 - t)
+        qs.append(q)
+    return np.array(qs).reshape(len(x), n), q

@@ -34,19 +34,28 @@ def masks(draw, batch: int, size: int, per_sequence=None):
 
 
 @st.composite
-def cell_problem(draw, cell, hidden_size=None, **init_options):
+def cell_problem(draw, cell, hidden_size=None, per_sequence=None, **init_options):
     """A random instance of ``cell``: parameters, input, masks, initial state, loss weights.
 
-    Parameters are drawn in [-1, 1] and the input in [-2, 2].  Returns a dict with
-    keys ``params, x, z, s, state0, d_out, d_state`` (state as the cell expects it).
+    Parameters are drawn in [-k, k] with k = 1/sqrt(n), the range PyTorch initializes
+    recurrent cells in (so k = 1 for a single unit), and the input in [-2, 2].  Wider
+    weights push a deep RHN into a chaotic regime with gradients in the thousands,
+    where no finite difference in float64 resolves 1e-6.  ``per_sequence``
+    fixes the masks' form, (B, size) or (size,); None draws it.  The RHN's
+    recurrence depth is drawn in 1..4 unless ``depth`` is given.  Returns a dict
+    with keys ``params, x, z, s, state0, d_out, d_state`` (state as the cell expects it).
     """
     T, B, m = draw(STEPS), draw(BATCH), draw(SIZES)
     n = draw(SIZES) if hidden_size is None else hidden_size
+    if cell.NAME == "rhn" and "depth" not in init_options:
+        init_options = dict(init_options, depth=draw(st.integers(1, 4)))
     seed = draw(st.integers(0, 2**32 - 1))
     shapes = {k: v.shape for k, v in cell.init_params(m, n, np.random.default_rng(seed), **init_options).items()}
-    params = {k: draw(arrays(shape)) for k, shape in shapes.items()}
+    k = 1.0 / np.sqrt(n)
+    params = {key: draw(arrays(shape, -k, k)) for key, shape in shapes.items()}
     x = draw(arrays((T, B, m), -2.0, 2.0))
-    per_sequence = draw(st.booleans())
+    if per_sequence is None:
+        per_sequence = draw(st.booleans())
     z = draw(masks(B, m, per_sequence))
     s = draw(masks(B, n, per_sequence))
     template = cell.zero_state(B, n, np.float64)
@@ -59,3 +68,151 @@ def cell_problem(draw, cell, hidden_size=None, **init_options):
     d_state = (tuple(rng.normal(size=t.shape) for t in template) if isinstance(template, tuple)
                else rng.normal(size=template.shape))
     return dict(params=params, x=x, z=z, s=s, state0=state0, d_out=d_out, d_state=d_state)
+
+
+# --- Hard concrete gates, gate groups, the penalty -----------------------------------------
+# (Strategies for tests/test_hard_concrete.py, test_gates.py, test_penalty.py, test_lstm.py.)
+
+from l0ref import hard_concrete as _hc  # noqa: E402  (appended section)
+
+#: Distance kept from the hard sigmoid's kinks at 0 and 1 (in the stretched value) by the
+#: draws that a finite-difference check runs on: the central difference moves the
+#: stretched value by at most ~2e-4 * 0.45, far less than this.
+KINK_MARGIN = 1e-3
+
+
+def stretched_value(log_alpha, u):
+    """The stretched binary concrete ``gamma + (zeta - gamma) * s`` before the clamp,
+    computed independently of l0ref in float64 (used to filter draws by region)."""
+    la, u = np.asarray(log_alpha, np.float64), np.asarray(u, np.float64)
+    s = 1.0 / (1.0 + np.exp(-(np.log(u) - np.log1p(-u) + la) / _hc.BETA))
+    return _hc.GAMMA + (_hc.ZETA - _hc.GAMMA) * s
+
+
+def in_region(t, region: str, margin: float = KINK_MARGIN) -> bool:
+    """``interior``: margin < t < 1 - margin; ``clamped``: t < -margin or t > 1 + margin."""
+    if region == "interior":
+        return bool(margin < t < 1 - margin)
+    if region == "clamped":
+        return bool(t < -margin or t > 1 + margin)
+    raise ValueError(f"unknown region {region!r}")
+
+
+def uniform_values():
+    """Uniform draws strictly inside (0, 1) and inside the clamp [EPS, 1 - EPS] of l0ref."""
+    return st.floats(1e-4, 1 - 1e-4, allow_nan=False, allow_subnormal=False, width=64)
+
+
+@st.composite
+def gate_pairs(draw, region: str = "interior", max_size: int = 5, lo: float = -4.0, hi: float = 4.0):
+    """Equal-shape float64 arrays ``(log_alpha, u)`` whose stretched values all lie in
+    ``region`` (see :func:`in_region`), each pair drawn and filtered on its own."""
+    k = draw(st.integers(1, max_size))
+    pair = st.tuples(values(lo, hi), uniform_values()).filter(
+        lambda p: in_region(stretched_value(*p), region))
+    pairs = draw(st.lists(pair, min_size=k, max_size=k))
+    la, u = (np.array(c, dtype=np.float64) for c in zip(*pairs))
+    return la, u
+
+
+#: Targets for the stretched value, all at least 0.005 inside (gamma, zeta) and at least
+#: 0.01 away from the kinks: interior gates, gates clamped at exactly 0, at exactly 1.
+STRETCH_TARGETS = {
+    "interior": (0.01, 0.99),
+    "zero": (_hc.GAMMA + 0.005, -0.01),
+    "one": (1.01, _hc.ZETA - 0.005),
+}
+
+
+@st.composite
+def uniforms_for(draw, log_alpha: np.ndarray, batch: int, regions=("interior",)):
+    """Uniforms (batch, size) whose hard concrete samples at ``log_alpha`` land in ``regions``.
+
+    Each gate draws a region and a target stretched value inside it, and the uniform
+    is obtained by inverting Eq. 8: ``logit(u) = beta * logit(s) - log_alpha``.  With
+    ``|log_alpha| <= 4`` the uniforms stay well inside the clamp [EPS, 1 - EPS].
+    """
+    size = log_alpha.shape[0]
+    keys = [draw(st.sampled_from(regions)) for _ in range(batch * size)]
+    t = np.array([draw(values(*STRETCH_TARGETS[k])) for k in keys]).reshape(batch, size)
+    s = (t - _hc.GAMMA) / (_hc.ZETA - _hc.GAMMA)
+    logit_u = _hc.BETA * (np.log(s) - np.log1p(-s)) - log_alpha
+    return 1.0 / (1.0 + np.exp(-logit_u))
+
+
+@st.composite
+def penalty_problem(draw, max_layers: int = 3, max_size: int = 6, lo: float = -4.0, hi: float = 4.0):
+    """A stack's ``log_alpha`` groups (L + 1 vectors, sizes 1..max_size) and per-layer
+    ``lam1, lam2`` (lists of L values in [0, 2])."""
+    L = draw(st.integers(1, max_layers))
+    sizes = draw(st.lists(st.integers(1, max_size), min_size=L + 1, max_size=L + 1))
+    log_alphas = [draw(arrays((k,), lo, hi)) for k in sizes]
+    lam1 = draw(st.lists(values(0.0, 2.0), min_size=L, max_size=L))
+    lam2 = draw(st.lists(values(0.0, 2.0), min_size=L, max_size=L))
+    return log_alphas, lam1, lam2
+
+
+@st.composite
+def stack_problem(draw, cell, n_layers: int, max_size: int = 4, max_steps: int = 4, max_batch: int = 3):
+    """A stack of ``n_layers`` cells: sizes [m, n_1, ..., n_L], parameters in [-1, 1] per
+    layer, input (T, B, m) in [-2, 2], initial states in [-1, 1], and a fixed random
+    projection ``d_out`` (T, B, n_L) of the output for the loss."""
+    T, B = draw(st.integers(1, max_steps)), draw(st.integers(1, max_batch))
+    sizes = draw(st.lists(st.integers(1, max_size), min_size=n_layers + 1, max_size=n_layers + 1))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    params, state0 = [], []
+    for m, n in zip(sizes[:-1], sizes[1:]):
+        shapes = {k: v.shape for k, v in cell.init_params(m, n, rng).items()}
+        params.append({k: draw(arrays(shape)) for k, shape in shapes.items()})
+        template = cell.zero_state(B, n, np.float64)
+        parts = template if isinstance(template, tuple) else (template,)
+        drawn = tuple(draw(arrays(p.shape)) for p in parts)
+        state0.append(drawn if isinstance(template, tuple) else drawn[0])
+    x = draw(arrays((T, B, sizes[0]), -2.0, 2.0))
+    d_out = rng.normal(size=(T, B, sizes[-1]))
+    return dict(sizes=sizes, params=params, x=x, state0=state0, d_out=d_out, T=T, B=B)
+
+
+# --- Language models (tests/test_model.py, tests/test_compact.py) --------------------------
+
+from l0ref import model as _model  # noqa: E402  (appended section)
+
+#: Cell options of the model-level tests, drawn per cell: a shallow RHN keeps them fast.
+LM_CELL_OPTIONS = {"rhn": st.fixed_dictionaries({"depth": st.integers(1, 2)})}
+
+
+@st.composite
+def lm_configs(draw, cell_name: str, max_vocab: int = 5, max_size: int = 3, max_layers: int = 2):
+    """A small ModelConfig: V in [2, max_vocab], 1..max_layers layers, sizes in [1, max_size]."""
+    V = draw(st.integers(2, max_vocab))
+    L = draw(st.integers(1, max_layers))
+    e = draw(st.integers(1, max_size))
+    hidden = draw(st.lists(st.integers(1, max_size), min_size=L, max_size=L))
+    options = draw(LM_CELL_OPTIONS.get(cell_name, st.just({})))
+    return _model.ModelConfig(cell_name, V, e, tuple(hidden), options)
+
+
+@st.composite
+def lm_params(draw, config, lo: float = -1.0, hi: float = 1.0):
+    """Model parameters of ``config`` (log_alpha included), every array drawn in [lo, hi], float64."""
+    template = _model.init_params(config, np.random.default_rng(0), np.float64, init_range=1.0)
+    return _model.map_params(lambda a: draw(arrays(a.shape, lo, hi)), template)
+
+
+def token_arrays(shape, vocab_size: int):
+    return hnp.arrays(np.int64, shape, elements=st.integers(0, vocab_size - 1))
+
+
+@st.composite
+def lm_problem(draw, cell_name: str, max_steps: int = 3, max_batch: int = 3, per_sequence=None, **config_kw):
+    """A language-model instance: config, params, tokens and targets (T, B), and one gate
+    array per group with exact 0s and 1s, each (size,) or (B, size) (``per_sequence``
+    None draws that per group, so both forms and their mixtures occur)."""
+    config = draw(lm_configs(cell_name, **config_kw))
+    params = draw(lm_params(config))
+    T, B = draw(st.integers(1, max_steps)), draw(st.integers(1, max_batch))
+    tokens = draw(token_arrays((T, B), config.vocab_size))
+    targets = draw(token_arrays((T, B), config.vocab_size))
+    gates = [draw(masks(B, size, per_sequence)) for size in config.group_sizes]
+    return dict(config=config, params=params, tokens=tokens, targets=targets, gates=gates, T=T, B=B)

@@ -3,9 +3,11 @@
 Every cell module offers the same interface (see ``lstm.py`` for the reference):
 
 - ``NAME``, ``BLOCKS`` (gate blocks G of W), ``STATE_KEYS``, ``PARAM_KEYS``;
-- ``init_params(input_size, hidden_size, rng, dtype, **options)`` -> dict of arrays;
+- ``init_params(input_size, hidden_size, rng, dtype, **options)`` -> dict of arrays
+  (options: ``init_range`` for all; ``depth`` and ``transform_bias`` for the RHN);
 - ``sizes(params)`` -> ``(input_size, hidden_size)``;
-- ``zero_state(batch, hidden_size, dtype)`` -> the state in the cell's own form;
+- ``zero_state(batch, hidden_size, dtype)`` -> the state in the cell's own form: a tuple
+  ``(h0, c0)`` for the LSTM, a single (batch, n) array for the GRU (h0) and the RHN (q0);
 - ``forward(params, x, z, s, state0)`` -> ``(outputs (T, B, n), final_state, cache)``;
 - ``backward(d_outputs, d_final_state, cache)`` -> dict of gradients keyed by
   ``x``, the ``STATE_KEYS``, the ``PARAM_KEYS``, ``z`` and ``s``;
@@ -16,9 +18,9 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import lstm
+from . import gru, lstm, rhn
 
-CELLS: dict[str, ModuleType] = {"lstm": lstm}
+CELLS: dict[str, ModuleType] = {"lstm": lstm, "gru": gru, "rhn": rhn}
 
 
 def get_cell(name: str) -> ModuleType:

@@ -11,10 +11,52 @@ The cells never build those matrices.  They use the equal product
 which costs two vector scalings instead of two matrix copies, and lets each
 sequence of a batch carry its own gate sample: a mask is either 1-D, shape
 (size,), shared by the batch, or 2-D, shape (B, size), one row per sequence.
+
+The two projections and their adjoints are shared by every cell:
+
+- :func:`project_input` / :func:`project_input_backward`: ``W @ (z * x_t)`` for all
+  steps at once, and the gradients for x, W and z;
+- :func:`project_state` / :func:`project_state_backward`: ``U @ (s * h)`` for one step,
+  and the gradients for h and for s as the column mask;
+- the row mask ``S = tile(s, G)`` multiplies a projection P; the gradient of S * P
+  with respect to s is ``sum_blocks(d * P)`` (:func:`sum_blocks`), and with respect
+  to P it is ``d * S``.
+
+Every gradient of s or z is first formed per step and per sequence, (T, B, size)
+or (T, L, B, size), and then summed to the mask's own shape by :func:`reduce_to_mask`.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+
+def check_count(name: str, value, minimum: int = 0) -> int:
+    """``value`` as an int if it is an integer >= ``minimum`` (not a bool), else a ``ValueError``."""
+    try:
+        ok = not isinstance(value, (bool, np.bool_)) and int(value) == value and value >= minimum
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_sizes(input_size, hidden_size) -> tuple[int, int]:
+    """``(input_size, hidden_size)`` as ints; zero is allowed (compaction may prune a whole layer)."""
+    return check_count("input_size", input_size), check_count("hidden_size", hidden_size)
+
+
+def init_scale(hidden_size: int, init_range: float | None) -> float:
+    """Half-width k of the Uniform(-k, k) initialization: ``init_range``, or PyTorch's
+    ``1 / sqrt(n)``.  A layer of width 0 has no weights to draw; k = 1 keeps it finite."""
+    if init_range is not None:
+        k = float(init_range)
+        if not (np.isfinite(k) and k >= 0):
+            raise ValueError(f"init_range must be finite and >= 0, got {init_range!r}")
+        return k
+    return 1.0 / math.sqrt(hidden_size) if hidden_size > 0 else 1.0
 
 
 def as_dtype(params: dict) -> np.dtype:
@@ -35,6 +77,7 @@ def check_param(params: dict, key: str, shape: tuple) -> np.ndarray:
     a = np.asarray(params[key])
     if a.shape != shape:
         raise ValueError(f"parameter {key} has shape {a.shape}, expected {shape}")
+    check_finite(a, f"parameter {key}")
     return a
 
 
@@ -77,21 +120,79 @@ def check_state(h, batch: int, size: int, name: str, dtype) -> np.ndarray:
     return h
 
 
+def check_inputs(x, z, s, input_size: int, hidden_size: int, dtype):
+    """The checked ``(x, z, s)`` of a cell's forward, all cast to ``dtype``:
+    x (T, B, m), masks of shape (m,) / (B, m) and (n,) / (B, n), None meaning ones."""
+    x = check_sequence(x, input_size, dtype)
+    B = x.shape[1]
+    return x, check_mask(z, B, input_size, "z", dtype), check_mask(s, B, hidden_size, "s", dtype)
+
+
 def tile_blocks(s: np.ndarray, blocks: int) -> np.ndarray:
     """``tile(s, G)`` along the last axis: (..., n) -> (..., G*n), one copy per gate block."""
     return np.tile(s, (1,) * (s.ndim - 1) + (blocks,))
 
 
 def sum_blocks(d: np.ndarray, blocks: int) -> np.ndarray:
-    """Adjoint of :func:`tile_blocks`: (..., G*n) -> (..., n), the blocks added."""
+    """Adjoint of :func:`tile_blocks`: (..., G*n) -> (..., n), the blocks added.
+
+    So for a row-masked projection ``a = tile(s, G) * P + b``, ``dL/ds = sum_blocks(dL/da * P)``
+    (per step and sequence, before :func:`reduce_to_mask`).
+    """
     return d.reshape(d.shape[:-1] + (blocks, d.shape[-1] // blocks)).sum(axis=-2)
+
+
+def weight_grad(d_out: np.ndarray, inp: np.ndarray) -> np.ndarray:
+    """dL/dM for ``out = inp @ M.T``, summed over all leading (time, batch) axes.
+
+    d_out (..., rows), inp (..., cols) -> (rows, cols).  Works for zero-size axes.
+    """
+    rows = math.prod(d_out.shape[:-1])
+    return d_out.reshape(rows, d_out.shape[-1]).T @ inp.reshape(rows, inp.shape[-1])
+
+
+def project_input(W: np.ndarray, x: np.ndarray, z: np.ndarray):
+    """The input half of Eq. 2 before the row mask, for every step at once.
+
+    W (G*n, m), x (T, B, m), z (m,) or (B, m) -> ``(z * x (T, B, m), W @ (z * x_t) (T, B, G*n))``.
+    """
+    xz = x * z                                       # (T, B, m)
+    return xz, xz @ W.T                              # (T, B, G*n)
+
+
+def project_input_backward(d_wx: np.ndarray, W: np.ndarray, x: np.ndarray, z: np.ndarray,
+                           xz: np.ndarray):
+    """Adjoint of :func:`project_input`.
+
+    ``d_wx`` (T, B, G*n) is dL/d(W @ (z * x_t)) -- the gradient of the masked
+    preactivation times the row mask S.  Returns ``(dx (T, B, m), dW (G*n, m), dz)``
+    with dz of z's own shape.
+    """
+    d_xz = d_wx @ W                                  # (T, B, m)
+    return d_xz * z, weight_grad(d_wx, xz), reduce_to_mask(d_xz * x, z)
+
+
+def project_state(U: np.ndarray, s: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """The recurrent half of Eq. 2 before the row mask, one step: ``U @ (s * h)``.
+
+    U (G*n, n), s (n,) or (B, n), h (B, n) -> (B, G*n).
+    """
+    return (s * h) @ U.T
+
+
+def project_state_backward(d_uh: np.ndarray, U: np.ndarray, s: np.ndarray, h: np.ndarray):
+    """Adjoint of :func:`project_state` in h and s (U's gradient is :func:`weight_grad`
+    over all steps).  ``d_uh`` (B, G*n) -> ``(dh (B, n), ds (B, n))``, ds per sequence."""
+    d_sh = d_uh @ U                                  # dL/d(s * h), (B, n)
+    return d_sh * s, d_sh * h
 
 
 def reduce_to_mask(d: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Sum a per-step, per-sequence gradient (T, B, size) or (B, size) to the mask's shape.
 
-    A mask is constant over time, so its gradient adds over the time axis; a 1-D
-    mask is shared by the batch, so its gradient adds over the batch axis too.
+    A mask is constant over time (and over an RHN's micro-steps), so its gradient
+    adds over those leading axes; a 1-D mask is shared by the batch, so its gradient
+    adds over the batch axis too.
     """
     while d.ndim > mask.ndim:
         d = d.sum(axis=0)

@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ._masks import (as_dtype, check_grad_output, check_mask, check_param, check_sequence,
-                     check_state, reduce_to_mask, sum_blocks, tile_blocks)
+from ._masks import (as_dtype, check_grad_output, check_inputs, check_param, check_sizes, check_state,
+                     init_scale, project_input, project_input_backward, project_state,
+                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, weight_grad)
 
 NAME = "lstm"
 BLOCKS = 4  #: gate blocks i, f, g, o
@@ -39,8 +40,8 @@ def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
 
     Returns ``{"W": (4n, m), "U": (4n, n), "b": (4n,)}``.
     """
-    m, n = _check_sizes(input_size, hidden_size)
-    k = 1.0 / np.sqrt(n) if init_range is None else float(init_range)
+    m, n = check_sizes(input_size, hidden_size)
+    k = init_scale(n, init_range)
     return {
         "W": rng.uniform(-k, k, (BLOCKS * n, m)).astype(dtype),
         "U": rng.uniform(-k, k, (BLOCKS * n, n)).astype(dtype),
@@ -70,17 +71,14 @@ def forward(params: dict, x, z=None, s=None, state0=None):
     W = check_param(params, "W", (BLOCKS * n, m))
     U = check_param(params, "U", (BLOCKS * n, n))
     b = check_param(params, "b", (BLOCKS * n,))
-    x = check_sequence(x, m, dtype)
+    x, z, s = check_inputs(x, z, s, m, n, dtype)
     T, B, _ = x.shape
-    z = check_mask(z, B, m, "z", dtype)
-    s = check_mask(s, B, n, "s", dtype)
     h0, c0 = (None, None) if state0 is None else state0
     h0 = check_state(h0, B, n, "h0", dtype)
     c0 = check_state(c0, B, n, "c0", dtype)
 
     S = tile_blocks(s, BLOCKS)                       # (4n,) or (B, 4n)
-    xz = x * z                                       # (T, B, m)
-    wx = xz @ W.T                                    # (T, B, 4n): all input projections at once
+    xz, wx = project_input(W, x, z)                  # (T, B, m), (T, B, 4n): all steps at once
     H = np.empty((T + 1, B, n), dtype)               # H[t] = h_{t-1}; H[0] = h0
     C = np.empty((T + 1, B, n), dtype)
     pre = np.empty((T, B, BLOCKS * n), dtype)        # W(zx) + U(sh), before the mask S
@@ -88,7 +86,7 @@ def forward(params: dict, x, z=None, s=None, state0=None):
     tanh_c = np.empty((T, B, n), dtype)
     H[0], C[0] = h0, c0
     for t in range(T):
-        pre[t] = wx[t] + (s * H[t]) @ U.T
+        pre[t] = wx[t] + project_state(U, s, H[t])
         a = S * pre[t] + b
         act[t] = _gate_nonlinearities(a, n)
         i, f, g, o = _split(act[t], n)
@@ -97,7 +95,7 @@ def forward(params: dict, x, z=None, s=None, state0=None):
         H[t + 1] = o * tanh_c[t]
     cache = dict(params=(W, U, b), x=x, xz=xz, z=z, s=s, S=S, H=H, C=C,
                  pre=pre, act=act, tanh_c=tanh_c)
-    return H[1:], (H[T].copy(), C[T].copy()), cache
+    return H[1:].copy(), (H[T].copy(), C[T].copy()), cache
 
 
 def backward(d_outputs, d_final_state, cache) -> dict:
@@ -118,7 +116,7 @@ def backward(d_outputs, d_final_state, cache) -> dict:
     dc_next = check_grad_output(dc_T, (B, n), "dc_T", dtype).copy()
 
     da = np.empty_like(act)                          # dL/da_t, a = S * pre + b
-    d_sh = np.empty((T, B, n), dtype)                # dL/d(s * h_{t-1})
+    ds_cols = np.empty((T, B, n), dtype)             # dL/ds through s * h_{t-1}
     for t in reversed(range(T)):
         i, f, g, o = _split(act[t], n)
         dh = d_outputs[t] + dh_next
@@ -130,21 +128,19 @@ def backward(d_outputs, d_final_state, cache) -> dict:
             dh * tanh_c[t] * o * (1 - o),            # output gate
         ], axis=-1)
         dc_next = dc * f
-        d_sh[t] = (da[t] * S) @ U
-        dh_next = d_sh[t] * s
+        dh_next, ds_cols[t] = project_state_backward(da[t] * S, U, s, H[t])
 
-    d_pre = da * S                                   # (T, B, 4n)
-    flat = d_pre.reshape(T * B, BLOCKS * n)
-    d_xz = d_pre @ W                                 # (T, B, m)
+    d_pre = da * S                                   # (T, B, 4n): dL/dpre
+    dx, dW, dz = project_input_backward(d_pre, W, x, z, xz)
     grads = {
-        "x": d_xz * z,
+        "x": dx,
         "h0": dh_next,
         "c0": dc_next,
-        "W": flat.T @ xz.reshape(T * B, -1),
-        "U": flat.T @ (s * H[:-1]).reshape(T * B, n),
+        "W": dW,
+        "U": weight_grad(d_pre, s * H[:-1]),
         "b": da.sum(axis=(0, 1)),
-        "z": reduce_to_mask(d_xz * x, z),
-        "s": reduce_to_mask(sum_blocks(da * pre, BLOCKS) + d_sh * H[:-1], s),
+        "z": dz,
+        "s": reduce_to_mask(sum_blocks(da * pre, BLOCKS) + ds_cols, s),
     }
     return grads
 
@@ -158,13 +154,6 @@ def _gate_nonlinearities(a: np.ndarray, n: int) -> np.ndarray:
     out = expit(a)
     out[..., 2 * n:3 * n] = np.tanh(a[..., 2 * n:3 * n])
     return out
-
-
-def _check_sizes(input_size, hidden_size):
-    for name, v in (("input_size", input_size), ("hidden_size", hidden_size)):
-        if int(v) != v or v < 0:
-            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
-    return int(input_size), int(hidden_size)
 
 
 def weight_blocks(params: dict) -> tuple[int, int]:

@@ -1,0 +1,161 @@
+"""GRU (PyTorch's variant) with structured neuron masks (Wen et al. Eq. 2), forward and backward through time.
+
+Shapes: input size m, hidden size n, batch B, T time steps, time-major arrays.
+Weights use PyTorch's layout and gate order (reset r, update u, candidate n;
+PyTorch calls the update gate z, but here z is the input gate vector of Eq. 2)::
+
+    W (3n, m)    U (3n, n)    b_i (3n,)    b_h (3n,)
+
+With an input gate vector z (m,) or (B, m) and a hidden gate vector s (n,) or
+(B, n), the two projections are masked as Eq. 2 masks W and U, in the product
+form of DESIGN.md section 2 (``S = tile(s, 3)``)::
+
+    gi_t = S * (W @ (z * x_t)) + b_i                             # (B, 3n)
+    gh_t = S * (U @ (s * h_{t-1})) + b_h                         # (B, 3n)
+    r = sigmoid(gi_r + gh_r);  u = sigmoid(gi_u + gh_u)
+    n_t = tanh(gi_n + r * gh_n)
+    h_t = (1 - u) * n_t + u * h_{t-1}
+
+Not in the paper, which writes out the LSTM only (Eq. 1): the GRU's reset gate
+multiplies the whole recurrent term of the candidate, bias ``b_hn`` included, as
+in PyTorch; that is why the GRU keeps two biases and cannot add the two
+projections before the mask as the LSTM does.  The mask S still multiplies each
+projection before its bias, so this is exactly PyTorch's GRU run with the
+explicitly masked matrices ``W * outer(S, z)`` and ``U * outer(S, s)`` of Eq. 2.
+
+The outputs are the raw h_t: the consumer (the next layer's z, or the output
+layer) applies s.  A pruned unit (s_j = 0) still has a state, driven by its biases
+alone, but nothing reads it.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+from ._masks import (as_dtype, check_grad_output, check_inputs, check_param, check_sizes, check_state,
+                     init_scale, project_input, project_input_backward, project_state,
+                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, weight_grad)
+
+NAME = "gru"
+BLOCKS = 3  #: gate blocks r, u, n
+STATE_KEYS = ("h0",)  #: name of the initial-state gradient returned by backward
+PARAM_KEYS = ("W", "U", "b_i", "b_h")
+
+
+def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
+                dtype=np.float64, init_range: float | None = None) -> dict:
+    """Uniform(-k, k) weights and biases, k = 1/sqrt(n) as in PyTorch unless ``init_range`` is given.
+
+    Returns ``{"W": (3n, m), "U": (3n, n), "b_i": (3n,), "b_h": (3n,)}``.
+    """
+    m, n = check_sizes(input_size, hidden_size)
+    k = init_scale(n, init_range)
+    return {
+        "W": rng.uniform(-k, k, (BLOCKS * n, m)).astype(dtype),
+        "U": rng.uniform(-k, k, (BLOCKS * n, n)).astype(dtype),
+        "b_i": rng.uniform(-k, k, (BLOCKS * n,)).astype(dtype),
+        "b_h": rng.uniform(-k, k, (BLOCKS * n,)).astype(dtype),
+    }
+
+
+def sizes(params: dict) -> tuple[int, int]:
+    """(input_size, hidden_size) of a parameter dict."""
+    W = np.asarray(params["W"])
+    return W.shape[1], W.shape[0] // BLOCKS
+
+
+def zero_state(batch: int, hidden_size: int, dtype=np.float64) -> np.ndarray:
+    """The GRU's state is h alone: one (batch, n) array of zeros."""
+    return np.zeros((batch, hidden_size), dtype)
+
+
+def forward(params: dict, x, z=None, s=None, state0=None):
+    """Run the masked GRU over a whole sequence.
+
+    x (T, B, m); z (m,) or (B, m); s (n,) or (B, n); ``state0`` is h0 (B, n) or
+    None for zeros.  Masks of None mean all ones.  Returns
+    ``(outputs (T, B, n), h_T (B, n), cache)``.
+    """
+    dtype = as_dtype(params)
+    m, n = sizes(params)
+    W = check_param(params, "W", (BLOCKS * n, m))
+    U = check_param(params, "U", (BLOCKS * n, n))
+    b_i = check_param(params, "b_i", (BLOCKS * n,))
+    b_h = check_param(params, "b_h", (BLOCKS * n,))
+    x, z, s = check_inputs(x, z, s, m, n, dtype)
+    T, B, _ = x.shape
+    h0 = check_state(state0, B, n, "h0", dtype)
+
+    S = tile_blocks(s, BLOCKS)                       # (3n,) or (B, 3n)
+    xz, wx = project_input(W, x, z)                  # (T, B, m), (T, B, 3n): all steps at once
+    gi = S * wx + b_i                                # (T, B, 3n)
+    H = np.empty((T + 1, B, n), dtype)               # H[t] = h_{t-1}; H[0] = h0
+    uh = np.empty((T, B, BLOCKS * n), dtype)         # U(s h_{t-1}), before the mask S
+    gh_n = np.empty((T, B, n), dtype)                # candidate block of gh, what r multiplies
+    act = np.empty((T, B, BLOCKS * n), dtype)        # r, u, n_t after their nonlinearities
+    H[0] = h0
+    for t in range(T):
+        uh[t] = project_state(U, s, H[t])
+        gh = S * uh[t] + b_h                         # (B, 3n)
+        gi_r, gi_u, gi_n = _split(gi[t], n)
+        gh_r, gh_u, gh_n[t] = _split(gh, n)
+        r = expit(gi_r + gh_r)
+        u = expit(gi_u + gh_u)
+        g = np.tanh(gi_n + r * gh_n[t])              # the candidate n_t (n is the hidden size)
+        act[t] = np.concatenate([r, u, g], axis=-1)
+        H[t + 1] = (1 - u) * g + u * H[t]
+    cache = dict(params=(W, U, b_i, b_h), x=x, xz=xz, z=z, s=s, S=S, H=H,
+                 wx=wx, uh=uh, gh_n=gh_n, act=act)
+    return H[1:].copy(), H[T].copy(), cache
+
+
+def backward(d_outputs, d_final_state, cache) -> dict:
+    """Backpropagate through time.
+
+    d_outputs (T, B, n) is the loss gradient at every h_t; ``d_final_state`` is
+    dh_T (B, n) or None.  Returns gradients keyed like the forward's inputs:
+    ``x, h0, W, U, b_i, b_h, z, s`` (z and s of the mask's own shape).
+    """
+    W, U, b_i, b_h = cache["params"]
+    x, xz, z, s, S = cache["x"], cache["xz"], cache["z"], cache["s"], cache["S"]
+    H, wx, uh, gh_n, act = cache["H"], cache["wx"], cache["uh"], cache["gh_n"], cache["act"]
+    T, B, n = gh_n.shape
+    dtype = W.dtype
+    d_outputs = check_grad_output(d_outputs, (T, B, n), "d_outputs", dtype)
+    dh_next = check_grad_output(d_final_state, (B, n), "dh_T", dtype).copy()
+
+    d_gi = np.empty_like(act)                        # dL/dgi_t
+    d_gh = np.empty_like(act)                        # dL/dgh_t
+    ds_cols = np.empty((T, B, n), dtype)             # dL/ds through s * h_{t-1}
+    for t in reversed(range(T)):
+        r, u, g = _split(act[t], n)
+        dh = d_outputs[t] + dh_next
+        da_n = dh * (1 - u) * (1 - g ** 2)           # candidate preactivation gi_n + r * gh_n
+        da_r = da_n * gh_n[t] * r * (1 - r)
+        da_u = dh * (H[t] - g) * u * (1 - u)
+        d_gi[t] = np.concatenate([da_r, da_u, da_n], axis=-1)
+        d_gh[t] = np.concatenate([da_r, da_u, da_n * r], axis=-1)
+        dh_prev, ds_cols[t] = project_state_backward(d_gh[t] * S, U, s, H[t])
+        dh_next = dh * u + dh_prev
+
+    dx, dW, dz = project_input_backward(d_gi * S, W, x, z, xz)
+    grads = {
+        "x": dx,
+        "h0": dh_next,
+        "W": dW,
+        "U": weight_grad(d_gh * S, s * H[:-1]),
+        "b_i": d_gi.sum(axis=(0, 1)),
+        "b_h": d_gh.sum(axis=(0, 1)),
+        "z": dz,
+        "s": reduce_to_mask(sum_blocks(d_gi * wx + d_gh * uh, BLOCKS) + ds_cols, s),
+    }
+    return grads
+
+
+def _split(a: np.ndarray, n: int):
+    return a[..., :n], a[..., n:2 * n], a[..., 2 * n:]
+
+
+def weight_blocks(params: dict) -> tuple[int, int]:
+    """(G_W, G_U) = (3, 3): W and U each hold three gate blocks."""
+    return BLOCKS, BLOCKS

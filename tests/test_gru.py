@@ -1,0 +1,264 @@
+"""The GRU cell (PyTorch's variant) beyond the generic checks of tests/test_cells.py.
+
+- the gradient chain loss -> cell -> hard concrete gates -> log_alpha, for sampled
+  (Eq. 8) and test-time (Eq. 10, 11) gates, against central differences;
+- Eq. 2: the fast masked forward equals the plain GRU run on the explicitly
+  masked matrices (tests/naive.py), for per-sequence and 1-D masks;
+- with all gates open: an independent batched evaluation of the GRU equations,
+  and torch.nn.GRU (outputs and gradients) when torch is importable;
+- zero-width layers, and clear errors for bad input.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from l0ref import gates
+from l0ref.cells import gru
+from l0ref.cells._masks import reduce_to_mask
+from tests import naive
+from tests.gradcheck import check_gradients
+from tests.strategies import arrays, cell_problem, uniforms_for, values
+
+SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+#: log_alpha values whose test-time gate (Eq. 10, 11) is at least 0.04 away from the
+#: clamp's kinks: inside (0, 1) for |log_alpha| <= 2, clamped to 0 or 1 beyond 3.5.
+TEST_TIME_LOG_ALPHA = st.one_of(values(-2.0, 2.0), values(-6.0, -3.5), values(3.5, 6.0))
+
+
+# --- (a) the chain through the gates to log_alpha ---------------------------------------------
+
+def check_log_alpha_chain(cell, problem, log_alphas, uniforms=None) -> None:
+    """d loss / d log_alpha through ``cell`` and the gates, against central differences.
+
+    One layer, two gate groups: ``log_alphas = [input group (m,), hidden group (n,)]``.
+    With ``uniforms`` the gates are hard concrete samples (Eq. 8), one per sequence;
+    with None, the test-time gates (Eq. 10, 11).  The loss is a fixed projection of
+    the outputs and the final state plus, as the output layer reads ``s * h``
+    (DESIGN.md section 2), a projection of ``s * h_T``: the hidden group receives
+    gradient from both of its uses.  For cells whose state is one array (GRU, RHN).
+    """
+    p = problem
+    T, B, n = p["d_out"].shape
+    d_read = np.random.default_rng(1).normal(size=(B, n))
+
+    def gate_values():
+        return gates.test_gates(log_alphas) if uniforms is None else gates.sample_gates(log_alphas, uniforms)
+
+    def loss():
+        g = gate_values()
+        (z, s), = gates.layer_masks(g)
+        out, final, _ = cell.forward(p["params"], p["x"], z, s, p["state0"])
+        return float(np.sum(out * p["d_out"]) + np.sum(final * p["d_state"]) + np.sum(d_read * g[1] * out[-1]))
+
+    g = gate_values()
+    (z, s), = gates.layer_masks(g)
+    out, _, cache = cell.forward(p["params"], p["x"], z, s, p["state0"])
+    d_outputs = p["d_out"].copy()
+    d_outputs[-1] += d_read * g[1]
+    grads = cell.backward(d_outputs, p["d_state"], cache)
+    d_gates = gates.gate_grads([grads["z"]], [grads["s"]], reduce_to_mask(d_read * out[-1], g[1]))
+    if uniforms is None:
+        analytic = gates.log_alpha_grads_test(log_alphas, d_gates)
+    else:
+        analytic = gates.log_alpha_grads(log_alphas, uniforms, d_gates)
+    check_gradients(loss, {"log_alpha_in": log_alphas[0], "log_alpha_hidden": log_alphas[1]},
+                    {"log_alpha_in": analytic[0], "log_alpha_hidden": analytic[1]})
+
+
+@st.composite
+def chain_problem(draw, cell, test_time: bool):
+    """A cell problem with log_alpha groups and (for sampled gates) uniforms chosen so
+    that every gate is inside (0, 1) or clamped, at least 0.01 from the clamp's kinks."""
+    problem = draw(cell_problem(cell))
+    m, n = cell.sizes(problem["params"])
+    B = problem["x"].shape[1]
+    if test_time:
+        log_alphas = [np.array(draw(st.lists(TEST_TIME_LOG_ALPHA, min_size=k, max_size=k)), np.float64)
+                      for k in (m, n)]
+        return problem, log_alphas, None
+    log_alphas = [draw(arrays((k,), -3.0, 3.0)) for k in (m, n)]
+    regions = ("interior", "zero", "one")
+    uniforms = [draw(uniforms_for(la, B, regions)) for la in log_alphas]
+    return problem, log_alphas, uniforms
+
+
+@pytest.mark.parametrize("test_time", [False, True], ids=["sampled", "test_time"])
+@SETTINGS
+@given(data=st.data())
+def test_log_alpha_gradient_through_gru_matches_finite_differences(test_time, data):
+    problem, log_alphas, uniforms = data.draw(chain_problem(gru, test_time))
+    check_log_alpha_chain(gru, problem, log_alphas, uniforms)
+
+
+# --- (b) Eq. 2: fast masked form == explicitly masked matrices -----------------------------------
+
+@pytest.mark.parametrize("per_sequence", [True, False], ids=["per_sequence", "shared"])
+@SETTINGS
+@given(data=st.data())
+def test_masked_forward_equals_gru_on_masked_matrices(per_sequence, data):
+    p = data.draw(cell_problem(gru, per_sequence=per_sequence))
+    out, h_T, _ = gru.forward(p["params"], p["x"], p["z"], p["s"], p["state0"])
+    for b in range(p["x"].shape[1]):
+        z, s = (p["z"][b], p["s"][b]) if per_sequence else (p["z"], p["s"])
+        hs, h_last = naive.gru_plain(naive.masked_gru_params(p["params"], z, s), p["x"][:, b], p["state0"][b])
+        np.testing.assert_allclose(out[:, b], hs, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(h_T[b], h_last, rtol=1e-12, atol=1e-13)
+
+
+# --- (c) all gates open: an independent GRU, and torch.nn.GRU -----------------------------------
+
+def gru_by_the_book(W, U, b_i, b_h, x, h0):
+    """The GRU equations as PyTorch's documentation writes them, batched, with the
+    weight matrices split per gate: x (T, B, m), h0 (B, n) -> (outputs, h_T)."""
+    W_ir, W_iz, W_in = np.split(W, 3)
+    W_hr, W_hz, W_hn = np.split(U, 3)
+    b_ir, b_iz, b_in = np.split(b_i, 3)
+    b_hr, b_hz, b_hn = np.split(b_h, 3)
+    h, outs = h0, []
+    for x_t in x:
+        r = naive.sigmoid(x_t @ W_ir.T + b_ir + h @ W_hr.T + b_hr)
+        z = naive.sigmoid(x_t @ W_iz.T + b_iz + h @ W_hz.T + b_hz)
+        cand = np.tanh(x_t @ W_in.T + b_in + r * (h @ W_hn.T + b_hn))
+        h = (1 - z) * cand + z * h
+        outs.append(h)
+    return np.stack(outs), h
+
+
+def torch_gru(params, x, h0, d_out, d_h):
+    """torch.nn.GRU with copied weights, float64: outputs, h_T and the gradients of
+    ``sum(d_out * outputs) + sum(d_h * h_T)`` keyed like :func:`gru.backward`'s."""
+    import torch
+
+    m, n = gru.sizes(params)
+    net = torch.nn.GRU(m, n, dtype=torch.float64)
+    names = {"W": "weight_ih_l0", "U": "weight_hh_l0", "b_i": "bias_ih_l0", "b_h": "bias_hh_l0"}
+    with torch.no_grad():
+        for key, name in names.items():
+            getattr(net, name).copy_(torch.from_numpy(params[key]))
+    xt = torch.tensor(x, requires_grad=True)
+    h0t = torch.tensor(h0[None], requires_grad=True)
+    out, h_T = net(xt, h0t)
+    loss = (out * torch.from_numpy(d_out)).sum() + (h_T[0] * torch.from_numpy(d_h)).sum()
+    loss.backward()
+    grads = {key: getattr(net, name).grad.numpy() for key, name in names.items()}
+    grads.update(x=xt.grad.numpy(), h0=h0t.grad[0].numpy())
+    return out.detach().numpy(), h_T[0].detach().numpy(), grads
+
+
+def test_open_gates_match_an_independent_gru_and_torch():
+    rng = np.random.default_rng(7)
+    T, B, m, n = 6, 3, 4, 5
+    params = gru.init_params(m, n, rng, init_range=1.0)
+    x = rng.normal(size=(T, B, m))
+    h0 = rng.uniform(-1, 1, (B, n))
+    out, h_T, cache = gru.forward(params, x, None, None, h0)
+    assert out.shape == (T, B, n) and h_T.shape == (B, n)
+
+    # masks of ones, shared or per sequence, are exactly the open gates
+    for z, s in ((np.ones(m), np.ones(n)), (np.ones((B, m)), np.ones((B, n)))):
+        out1, h1, _ = gru.forward(params, x, z, s, h0)
+        np.testing.assert_array_equal(out1, out)
+        np.testing.assert_array_equal(h1, h_T)
+
+    ref_out, ref_h = gru_by_the_book(params["W"], params["U"], params["b_i"], params["b_h"], x, h0)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(h_T, ref_h, rtol=1e-12, atol=1e-13)
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        torch = None
+    if torch is None:
+        warnings.warn("torch is not importable: the GRU was not compared with torch.nn.GRU")
+    else:
+        d_out, d_h = rng.normal(size=out.shape), rng.normal(size=h_T.shape)
+        t_out, t_h, t_grads = torch_gru(params, x, h0, d_out, d_h)
+        np.testing.assert_allclose(out, t_out, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(h_T, t_h, rtol=1e-12, atol=1e-13)
+        grads = gru.backward(d_out, d_h, cache)
+        for key, g in t_grads.items():
+            np.testing.assert_allclose(grads[key], g, rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+# --- interface, zero widths, bad input -----------------------------------------------------------
+
+def test_interface_shapes():
+    params = gru.init_params(3, 4, np.random.default_rng(0))
+    assert {k: v.shape for k, v in params.items()} == {"W": (12, 3), "U": (12, 4), "b_i": (12,), "b_h": (12,)}
+    assert all(np.abs(v).max() <= 0.5 for v in params.values())  # k = 1/sqrt(4)
+    assert gru.sizes(params) == (3, 4)
+    assert gru.weight_blocks(params) == (3, 3)
+    assert gru.zero_state(2, 4).shape == (2, 4)
+    assert gru.init_params(3, 4, np.random.default_rng(0), np.float32)["U"].dtype == np.float32
+
+
+@pytest.mark.parametrize("m, n", [(0, 3), (3, 0), (0, 0)])
+def test_zero_width_layers_run_and_have_correct_gradients(m, n):
+    rng = np.random.default_rng(3)
+    T, B = 3, 2
+    params = gru.init_params(m, n, rng)
+    x, h0 = rng.normal(size=(T, B, m)), rng.normal(size=(B, n))
+    z, s = rng.uniform(size=(B, m)), rng.uniform(size=(B, n))
+    d_out, d_h = rng.normal(size=(T, B, n)), rng.normal(size=(B, n))
+    out, h_T, cache = gru.forward(params, x, z, s, h0)
+    assert out.shape == (T, B, n) and h_T.shape == (B, n)
+    grads = gru.backward(d_out, d_h, cache)
+
+    def loss():
+        o, h, _ = gru.forward(params, x, z, s, h0)
+        return float(np.sum(o * d_out) + np.sum(h * d_h))
+
+    inputs = dict(params, x=x, h0=h0, z=z, s=s)
+    assert {k: grads[k].shape for k in inputs} == {k: v.shape for k, v in inputs.items()}
+    # (the finite-difference helper cannot perturb empty arrays, and needs not)
+    check_gradients(loss, {k: v for k, v in inputs.items() if v.size}, grads)
+    if m == 0 and n > 0:  # no input: the state is driven by the biases alone, and still moves
+        assert not np.allclose(out[-1], h0)
+
+
+def test_bad_input_raises_clear_errors():
+    rng = np.random.default_rng(4)
+    params = gru.init_params(3, 4, rng)
+    x = rng.normal(size=(2, 5, 3))
+
+    def with_param(key, value):
+        return dict(params, **{key: value})
+
+    with pytest.raises(ValueError, match=r"parameter U has shape \(12, 5\), expected \(12, 4\)"):
+        gru.forward(with_param("U", np.zeros((12, 5))), x)
+    with pytest.raises(ValueError, match=r"parameter b_h has shape \(4,\), expected \(12,\)"):
+        gru.forward(with_param("b_h", np.zeros(4)), x)
+    with pytest.raises(ValueError, match=r"parameter W has shape \(13, 3\), expected \(12, 3\)"):
+        gru.forward(with_param("W", np.zeros((13, 3))), x)
+    with pytest.raises(ValueError, match="lack 'b_i'"):
+        gru.forward({k: v for k, v in params.items() if k != "b_i"}, x)
+    with pytest.raises(ValueError, match="mixed dtypes"):
+        gru.forward(with_param("b_i", params["b_i"].astype(np.float32)), x)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        gru.forward({k: v.astype(np.int64) for k, v in params.items()}, x)
+    with pytest.raises(ValueError, match="parameter U contains NaN"):
+        gru.forward(with_param("U", np.full((12, 4), np.nan)), x)
+    with pytest.raises(ValueError, match="h0 contains NaN"):
+        gru.forward(params, x, None, None, np.full((5, 4), np.nan))
+    with pytest.raises(ValueError, match="s contains NaN"):
+        gru.forward(params, x, None, np.full(4, np.nan))
+    with pytest.raises(ValueError, match=r"initial state h0 has shape \(2, 5, 4\)"):  # an LSTM-style (h0, c0)
+        gru.forward(params, x, None, None, (np.zeros((5, 4)), np.zeros((5, 4))))
+    with pytest.raises(ValueError, match=r"x has shape \(0, 5, 3\)"):
+        gru.forward(params, np.zeros((0, 5, 3)))
+    _, _, cache = gru.forward(params, x)
+    with pytest.raises(ValueError, match=r"d_outputs has shape \(2, 5, 3\), expected \(2, 5, 4\)"):
+        gru.backward(np.zeros((2, 5, 3)), None, cache)
+    with pytest.raises(ValueError, match=r"dh_T has shape \(4,\), expected \(5, 4\)"):
+        gru.backward(np.zeros((2, 5, 4)), np.zeros(4), cache)
+    for bad in (-1, 2.5, "4", None):
+        with pytest.raises(ValueError, match="hidden_size must be an integer >= 0"):
+            gru.init_params(3, bad, rng)
+    with pytest.raises(ValueError, match="init_range"):
+        gru.init_params(3, 4, rng, init_range=np.nan)
