@@ -120,6 +120,9 @@ def check_params(config: ModelConfig, params: dict) -> np.dtype:
         got = [np.shape(a) for a in params["log_alpha"]]
         if got != [(g,) for g in config.group_sizes]:
             raise ValueError(f"log_alpha groups have shapes {got}, expected {[(g,) for g in config.group_sizes]}")
+    for name, a in zip(flat_names(params), leaves(params)):
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"parameter {name} contains NaN or inf")
     return np.asarray(params["emb"]).dtype
 
 
@@ -146,6 +149,8 @@ def _check_gates(config: ModelConfig, gates, batch: int, dtype) -> list[np.ndarr
         g = np.asarray(g, dtype)
         if g.shape not in ((size,), (batch, size)):
             raise ValueError(f"gate group {l} has shape {g.shape}, expected ({size},) or ({batch}, {size})")
+        if not np.all(np.isfinite(g)):
+            raise ValueError(f"gate group {l} contains NaN or inf")
         out.append(g)
     return out
 
@@ -260,6 +265,8 @@ def log_probs(config: ModelConfig, params: dict, tokens, gates=None, state0=None
     L = config.n_layers
     g = _check_gates(config, gates, B, dtype)
     state0 = [None] * L if state0 is None else list(state0)
+    if len(state0) != L:
+        raise ValueError(f"state0 has {len(state0)} entries for {L} layers")
     x = params["emb"][tokens]
     finals = []
     for l in range(L):
