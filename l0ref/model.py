@@ -165,13 +165,50 @@ def _dropout_masks(config, shape_tb, dropout, rng, dtype) -> list:
         raise ValueError("dropout > 0 needs an rng")
     keep = 1.0 - dropout
     sizes = [config.emb_size] + list(config.hidden_sizes)
-    return [((rng.random(shape_tb + (size,)) < keep) / keep).astype(dtype) for size in sizes]
+    scale = np.asarray(1.0 / keep, dtype)
+    return [(rng.random(shape_tb + (size,), dtype=dtype) < keep) * scale for size in sizes]
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax over the last axis, stable for large logits."""
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def softmax_loss_forward(hs: np.ndarray, out_W: np.ndarray, out_b: np.ndarray, targets: np.ndarray):
+    """Softmax output layer and mean cross-entropy over N positions.
+
+    hs (N, n) is what the output layer reads (``s_L * h_L``), targets (N,).  The
+    (N, V) logits are the largest array of a training step, so they are shifted
+    and exponentiated in place and kept *unnormalized*: ``softmax = e / sums``.
+    Returns ``(loss, (e, sums))``.
+    """
+    N = targets.shape[0]
+    e = hs @ out_W.T                                             # (N, V) logits
+    e += out_b
+    e -= e.max(axis=1, keepdims=True)
+    picked = e[np.arange(N), targets]                            # shifted logit of each target
+    np.exp(e, out=e)
+    sums = e.sum(axis=1)                                         # (N,)
+    loss = float(np.mean(np.log(sums) - picked))
+    return loss, (e, sums)
+
+
+def softmax_loss_backward(cache, hs: np.ndarray, out_W: np.ndarray, targets: np.ndarray):
+    """Gradients of :func:`softmax_loss_forward` with respect to hs, out_W and out_b.
+
+    ``d_logits = (e / sums - onehot(targets)) / N`` is never formed: each product
+    with it is taken as a product with ``e`` (rows scaled on the small side) minus
+    the one-hot part, gathered or scattered by target.  Returns ``(d_hs, d_out_W, d_out_b)``.
+    """
+    e, sums = cache
+    N, V = e.shape
+    row = (1.0 / (sums * N)).astype(e.dtype)                     # (N,) softmax normalizer and 1/N
+    d_out_W = e.T @ (hs * row[:, None])                          # (V, n)
+    np.subtract.at(d_out_W, targets, hs / N)
+    d_out_b = e.T @ row - np.bincount(targets, minlength=V).astype(e.dtype) / N
+    d_hs = (e @ out_W) * row[:, None] - out_W[targets] / N       # (N, n)
+    return d_hs, d_out_W, d_out_b
 
 
 def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, state0=None,
@@ -206,11 +243,10 @@ def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, stat
         finals.append(final)
     h = x if drop[L] is None else x * drop[L]                   # (T, B, n_L)
     hs = h * g[L]                                                # the output layer reads s_L * h_L
-    logp = log_softmax(hs @ params["out_W"].T + params["out_b"])  # (T, B, V)
-    picked = np.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-    loss = float(-picked.mean())
+    loss, out_cache = softmax_loss_forward(hs.reshape(T * B, -1), params["out_W"], params["out_b"],
+                                           targets.reshape(-1))
     cache = dict(config=config, params=params, tokens=tokens, targets=targets, gates=g,
-                 drop=drop, caches=caches, h=h, hs=hs, logp=logp)
+                 drop=drop, caches=caches, h=h, hs=hs, out=out_cache)
     return loss, finals, cache
 
 
@@ -222,18 +258,11 @@ def backward(cache: dict) -> dict:
     tokens, targets, g, drop = cache["tokens"], cache["targets"], cache["gates"], cache["drop"]
     T, B = tokens.shape
     L = config.n_layers
-    V = config.vocab_size
 
-    d_logits = np.exp(cache["logp"])                            # softmax, (T, B, V)
-    np.put_along_axis(d_logits, targets[..., None],
-                      np.take_along_axis(d_logits, targets[..., None], axis=-1) - 1, axis=-1)
-    d_logits /= T * B
-    hs = cache["hs"]
-    grads = {
-        "out_W": d_logits.reshape(T * B, V).T @ hs.reshape(T * B, -1),
-        "out_b": d_logits.sum(axis=(0, 1)),
-    }
-    d_hs = d_logits @ params["out_W"]                           # (T, B, n_L)
+    d_hs, d_out_W, d_out_b = softmax_loss_backward(cache["out"], cache["hs"].reshape(T * B, -1),
+                                                   params["out_W"], targets.reshape(-1))
+    grads = {"out_W": d_out_W, "out_b": d_out_b}
+    d_hs = d_hs.reshape(T, B, -1)                                # (T, B, n_L)
     d_out_gate = reduce_to_mask(d_hs * cache["h"], g[L])
     d_x = d_hs * g[L]
     if drop[L] is not None:
