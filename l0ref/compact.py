@@ -57,15 +57,14 @@ parameters are stored under the names of ``model.flat_names`` (``emb``,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import functools
 import json
 import os
-import tempfile
-import zipfile
 
 import numpy as np
 
+from . import checkpoint as ckpt
 from . import gates as gates_mod
 from . import model
 from .cells import get_cell
@@ -73,7 +72,7 @@ from .model import ModelConfig
 
 FORMAT_NAME = "l0ref-compact"
 FORMAT_VERSION = 1
-HEADER_KEY = "header"
+
 
 #: Per-cell folding rules: for every parameter, the kind of each of its axes (see the
 #: module docstring).  Weight layouts: LSTM W (4n, m), U (4n, n), b (4n,); GRU W (3n, m),
@@ -94,7 +93,8 @@ class CompactModel:
                  ``out_W (V, n_L')``, ``out_b (V,)``; no ``log_alpha``; contiguous
                  arrays in the model's dtype;
     ``kept``     one sorted int64 index array per gate group, into the original group;
-    ``original`` the ModelConfig of the full model.
+    ``original`` the ModelConfig of the full model;
+    ``meta``     JSON-able extras that :func:`save` stores, e.g. ``{"vocab": [...], "level": "word"}``.
 
     ``model.log_probs(cm.config, cm.params, tokens)`` (gates None) runs it.
     """
@@ -103,6 +103,7 @@ class CompactModel:
     params: dict
     kept: list
     original: ModelConfig
+    meta: dict = field(default_factory=dict)  #: JSON-able extras saved with it (vocabulary, level)
 
     def log_probs(self, tokens, state0=None):
         """``model.log_probs`` of the compact model: (T, B, V) and the final states."""
@@ -343,6 +344,7 @@ def _header(cm: CompactModel, dtype) -> dict:
         "original": cm.original.to_dict(),
         "dtype": np.dtype(dtype).name,
         "kept": [[int(i) for i in k] for k in cm.kept],
+        "meta": cm.meta,
     }
 
 
@@ -366,37 +368,15 @@ def _check_kept(kept, original: ModelConfig, small: ModelConfig) -> list[np.ndar
 def save(path, cm: CompactModel) -> None:
     """Write ``cm`` to ``path`` (exactly that name: no ``.npz`` is appended).
 
-    Atomic: the archive is written to a temporary file in the same directory, flushed
-    to disk and then renamed over ``path`` with ``os.replace``, so a crash while saving
-    leaves the previous file at ``path`` intact (and at worst a stray temporary file).
+    The file is a ``checkpoint.save_npz`` archive: plain arrays named as
+    ``model.flat_names`` gives them, and a JSON header with the format, both configs,
+    the dtype, the kept indices and ``cm.meta`` (e.g. the vocabulary).  Atomic: a
+    crash while saving leaves the previous file at ``path`` intact.
     """
-    path = os.fspath(path)
     dtype = model.check_params(cm.config, cm.params)
     _check_kept(cm.kept, cm.original, cm.config)
-    try:
-        header = json.dumps(_header(cm, dtype), sort_keys=True).encode("utf-8")
-    except TypeError as e:
-        raise ValueError(f"the model's cell_options cannot be stored as JSON: {e}") from None
     arrays = dict(zip(model.flat_names(cm.params), model.leaves(cm.params)))
-    arrays[HEADER_KEY] = np.frombuffer(header, dtype=np.uint8)
-
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)   # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    ckpt.save_npz(path, _header(cm, dtype), arrays)
 
 
 def load(path) -> CompactModel:
@@ -408,28 +388,14 @@ def load(path) -> CompactModel:
     arrays of the wrong shape, dtype or with NaN / inf.  A missing file raises
     ``FileNotFoundError``.
     """
+    header, arrays = ckpt.load_npz(path, FORMAT_NAME, (FORMAT_VERSION,))
     path = os.fspath(path)
-    arrays = {}
-    with open(path, "rb") as f:     # our own handle: closed even when np.load fails half-way
-        try:
-            archive = np.load(f, allow_pickle=False)
-        except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
-            raise ValueError(f"{path!r} is not a readable npz archive (corrupt or truncated?): {e}") from None
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path!r} holds a single .npy array, not an npz archive of a compact model")
-        with archive:
-            for name in archive.files:
-                try:
-                    arrays[name] = archive[name]
-                except (zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
-                    raise ValueError(f"{path!r}: array {name!r} is corrupt or truncated: {e}") from None
-
-    header = _read_header(path, arrays.pop(HEADER_KEY, None))
     try:
         small = ModelConfig.from_dict(header["config"])
         original = ModelConfig.from_dict(header["original"])
         dtype = np.dtype(header["dtype"])
         kept = header["kept"]
+        meta = dict(header.get("meta", {}))
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path!r}: the header does not describe a model: {e!r}") from None
     if dtype not in (np.float32, np.float64):
@@ -465,25 +431,7 @@ def load(path) -> CompactModel:
         "out_W": arrays["out_W"],
         "out_b": arrays["out_b"],
     }
-    return CompactModel(small, params, kept, original)
-
-
-def _read_header(path: str, raw) -> dict:
-    if raw is None:
-        raise ValueError(f"{path!r} has no {HEADER_KEY!r} entry: not an l0ref compact model file")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{path!r}: the header must be a 1-D uint8 array, got {raw.dtype} {raw.shape}")
-    try:
-        header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r}: the header is not valid UTF-8 JSON: {e}") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        got = header.get("format") if isinstance(header, dict) else header
-        raise ValueError(f"{path!r}: format {got!r}, expected {FORMAT_NAME!r}")
-    if header.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path!r}: format version {header.get('version')!r}; this l0ref reads "
-                         f"version {FORMAT_VERSION}")
-    return header
+    return CompactModel(small, params, kept, original, meta)
 
 
 def _expected_shapes(config: ModelConfig) -> dict:

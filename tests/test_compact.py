@@ -288,14 +288,14 @@ def test_save_writes_exactly_the_given_path_and_replaces_it(tmp_path):
 def read_entries(path) -> tuple[dict, dict]:
     with np.load(path, allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
-    header = json.loads(arrays.pop("header").tobytes().decode("utf-8"))
+    header = json.loads(arrays.pop("__header__").tobytes().decode("utf-8"))
     return header, arrays
 
 
 def write_entries(path, header, arrays):
     entries = dict(arrays)
     if header is not None:
-        entries["header"] = np.frombuffer(json.dumps(header).encode("utf-8"), np.uint8)
+        entries["__header__"] = np.frombuffer(json.dumps(header).encode("utf-8"), np.uint8)
     with open(path, "wb") as f:
         np.savez(f, **entries)
 
@@ -362,9 +362,9 @@ def _set(d, key, value):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda h, a: None, "no 'header' entry: not an l0ref compact model file"),
-    (lambda h, a: _set(h, "version", 2), "format version 2; this l0ref reads version 1"),
-    (lambda h, a: _set(h, "format", "something-else"), "format 'something-else', expected 'l0ref-compact'"),
+    (lambda h, a: None, "no '__header__' entry; not an l0ref l0ref-compact file"),
+    (lambda h, a: _set(h, "version", 2), r"l0ref-compact version 2 is not supported \(this l0ref reads versions \[1\]\)"),
+    (lambda h, a: _set(h, "format", "something-else"), "format is 'something-else', expected 'l0ref-compact'"),
     (lambda h, a: (a.pop("layers.0.U"), h)[1], r"lacks the arrays \['layers.0.U'\]"),
     (lambda h, a: (a.pop("out_b"), h)[1], r"lacks the arrays \['out_b'\]"),
     (lambda h, a: (_set(a, "extra", np.zeros(2)), h)[1], r"unexpected arrays \['extra'\]"),
@@ -390,11 +390,11 @@ def test_damaged_files_are_rejected_saying_why(tmp_path, change, message):
 def test_a_header_that_is_not_json_is_rejected(tmp_path):
     _, path = saved_model(tmp_path)
     _, arrays = read_entries(path)
-    arrays["header"] = np.frombuffer(b"{not json", np.uint8)
+    arrays["__header__"] = np.frombuffer(b"{not json", np.uint8)
     write_entries(path, None, arrays)
     with pytest.raises(ValueError, match="header is not valid UTF-8 JSON"):
         C.load(path)
-    arrays["header"] = np.array(["a string header"])
+    arrays["__header__"] = np.array(["a string header"])
     write_entries(path, None, arrays)
     with pytest.raises(ValueError, match="header must be a 1-D uint8 array"):
         C.load(path)

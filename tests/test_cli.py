@@ -1,0 +1,181 @@
+"""The ``l0ref`` command, run in-process: train -> compact -> eval on a tiny corpus, resume,
+and clear errors for bad input."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+
+import numpy as np
+import pytest
+
+from l0ref import cli
+from l0ref import compact as compact_mod
+from l0ref import train
+
+SUBJECTS = ["the cat", "a dog", "my friend", "the teacher"]
+VERBS = ["sees", "likes", "finds", "wants"]
+OBJECTS = ["the ball", "a book", "the tree", "some food"]
+
+
+def _lines(n, rng):
+    return "\n".join(f"{SUBJECTS[rng.integers(4)]} {VERBS[rng.integers(4)]} {OBJECTS[rng.integers(4)]}"
+                     for _ in range(n)) + "\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 200), ("valid", 30), ("test", 40)):
+        (d / f"{name}.txt").write_text(_lines(n, rng))
+    return d
+
+
+TINY = ["--emb", "6", "--hidden", "8", "8", "--batch-size", "4", "--bptt", "6", "--quiet",
+        "--timing-seconds", "0"]
+
+
+def _train_args(corpus, out, epochs=2, extra=()):
+    return ["train", "--train", str(corpus / "train.txt"), "--valid", str(corpus / "valid.txt"),
+            "--test", str(corpus / "test.txt"), "--epochs", str(epochs), "--out", str(out), *TINY, *extra]
+
+
+@pytest.fixture(scope="module")
+def run_dir(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert cli.main(_train_args(corpus, out, extra=["--lam1", "2", "1", "--lam2", "1"])) == 0
+    return out
+
+
+def _ppl(text: str) -> float:
+    return float(re.search(r"perplexity ([0-9.]+)", text).group(1))
+
+
+def test_train_writes_a_complete_run(run_dir, corpus, capsys):
+    for name in ("checkpoint.npz", "history.json", "summary.json", "compact.npz"):
+        assert (run_dir / name).is_file(), name
+    doc = json.loads((run_dir / "history.json").read_text())
+    assert [r["epoch"] for r in doc["history"]] == [1, 2]
+    assert all(len(r["live"]) == 3 and r["valid_ppl"] > 1 for r in doc["history"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["lam1"] == [2.0, 1.0] and summary["test_ppl"] > 1
+    assert summary["compact_max_abs_diff"] <= 2e-4
+    st = train.load_checkpoint(run_dir / "checkpoint.npz")
+    assert st.epoch == 2 and st.model_config.hidden_sizes == (8, 8)
+    assert st.lam1 == pytest.approx([2 * 0.08 / st.n_train_tokens, 0.08 / st.n_train_tokens])
+
+
+def test_train_prints_structure_check_and_speed(corpus, tmp_path, capsys):
+    assert cli.main(_train_args(corpus, tmp_path / "r", epochs=1)) == 0
+    out = capsys.readouterr().out
+    assert "reference perplexities on valid: uniform" in out
+    assert "compaction check: compact model == masked full model" in out
+    assert "kept %" in out and "multiply-adds kept" in out
+    assert "speedup of the compact model" in out
+
+
+def test_compact_and_eval_agree_with_the_checkpoint(run_dir, corpus, tmp_path, capsys):
+    small = tmp_path / "small.npz"
+    assert cli.main(["compact", str(run_dir / "checkpoint.npz"), "--out", str(small)]) == 0
+    assert "compaction check" in capsys.readouterr().out
+    test = str(corpus / "test.txt")
+    assert cli.main(["eval", str(run_dir / "checkpoint.npz"), test]) == 0
+    full = _ppl(capsys.readouterr().out)
+    assert cli.main(["eval", str(small), test]) == 0
+    kernel = _ppl(capsys.readouterr().out)
+    assert cli.main(["eval", str(small), test, "--numpy"]) == 0
+    reference = _ppl(capsys.readouterr().out)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert full == pytest.approx(summary["test_ppl"], rel=1e-3)
+    assert kernel == pytest.approx(full, rel=1e-3) and reference == pytest.approx(full, rel=1e-3)
+    # the compact file carries its vocabulary; without it, --vocab takes one from a checkpoint
+    bare_model = compact_mod.load(small)
+    bare_model.meta.clear()
+    bare = tmp_path / "bare.npz"
+    compact_mod.save(bare, bare_model)
+    assert cli.main(["eval", str(bare), test]) == 2
+    assert "stores no vocabulary" in capsys.readouterr().err
+    assert cli.main(["eval", str(bare), test, "--vocab", str(run_dir / "checkpoint.npz")]) == 0
+    assert _ppl(capsys.readouterr().out) == pytest.approx(kernel, rel=1e-6)
+
+
+def test_resume_continues_the_run(corpus, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli.main(_train_args(corpus, a, epochs=2)) == 0
+    assert cli.main(_train_args(corpus, b, epochs=1)) == 0
+    assert cli.main(["train", "--resume", str(b / "checkpoint.npz"), "--epochs", "2", "--quiet",
+                     "--timing-seconds", "0"]) == 0
+    sa, sb = train.load_checkpoint(a / "checkpoint.npz"), train.load_checkpoint(b / "checkpoint.npz")
+    assert sb.step == sa.step
+    for x, y in zip(train.model.leaves(sa.params), train.model.leaves(sb.params)):
+        assert np.array_equal(x, y)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--train", "/no/such/file.txt"], "not found"),
+    (["--lam1", "-1"], "lam1"),
+    (["--lam2", "1", "2", "3"], "lam2 has 3 values for 2 layers"),
+    (["--dropout", "1"], "dropout"),
+    (["--batch-size", "0"], "batch_size"),
+    (["--bptt", "0"], "bptt"),
+    (["--hidden", "0"], "--hidden"),
+    (["--emb", "0"], "--emb"),
+    (["--lr", "-1"], "lr"),
+    (["--lr", "nan"], "not finite"),
+    (["--epochs", "0"], "epochs"),
+    (["--depth", "3"], "--depth applies to --cell rhn"),
+    (["--max-minutes", "0"], "max-minutes"),
+    (["--batch-size", "500", "--bptt", "50"], "need at least"),
+])
+def test_bad_train_input_is_a_clear_error(corpus, tmp_path, capsys, args, message):
+    base = ["train", "--train", str(corpus / "train.txt"), "--out", str(tmp_path / "r"), "--quiet",
+            "--emb", "4", "--hidden", "4", "4", "--epochs", "1"]
+    code = cli.main(base + args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def test_bad_input_to_the_other_commands(run_dir, corpus, tmp_path, capsys):
+    missing = str(tmp_path / "missing.npz")
+    assert cli.main(["compact", missing, "--out", str(tmp_path / "x.npz")]) == 2
+    assert "missing.npz" in capsys.readouterr().err
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes((run_dir / "checkpoint.npz").read_bytes()[:300])
+    assert cli.main(["compact", str(corrupt), "--out", str(tmp_path / "x.npz")]) == 2
+    assert "corrupt.npz" in capsys.readouterr().err
+    assert cli.main(["eval", missing, str(corpus / "test.txt")]) == 2
+    assert "no such model file" in capsys.readouterr().err
+    assert cli.main(["eval", str(run_dir / "checkpoint.npz"), str(tmp_path / "none.txt")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert cli.main(["eval", str(corrupt), str(corpus / "test.txt")]) == 2
+    assert cli.main(["frobnicate"]) == 2
+    assert cli.main([]) == 2
+    assert cli.main(["train", "--optimizer", "rmsprop"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_report_draws_figures_or_says_how_to_get_matplotlib(run_dir, tmp_path, capsys):
+    code = cli.main(["report", str(run_dir), "--out", str(tmp_path / "fig")])
+    if importlib.util.find_spec("matplotlib") is None:
+        assert code == 2
+        assert "pip install 'l0ref[plot]'" in capsys.readouterr().err
+    else:
+        assert code == 0
+        assert list((tmp_path / "fig").glob("*.png"))
+    assert cli.main(["report", str(tmp_path / "no_run"), "--out", str(tmp_path / "fig")]) == 2
+
+
+def test_bench_is_delegated(capsys):
+    assert cli.main(["bench", "--help"]) == 0
+    assert "l0ref bench" in capsys.readouterr().out
+
+
+def test_console_script_points_at_main():
+    import tomllib
+    from pathlib import Path
+    meta = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert meta["project"]["scripts"]["l0ref"] == "l0ref.cli:main"

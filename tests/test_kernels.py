@@ -1,0 +1,167 @@
+"""The numba kernels (``l0ref/kernels.py``) against their naive twin, the NumPy reference
+forward ``model.log_probs`` (DESIGN.md sections 5 and 7).
+
+A compact model is ``(config, params)`` with all gates one, so ``model.log_probs(config,
+params, tokens)`` is its reference forward.  Random models of every registered cell, with
+random sizes including fully pruned (0-size) layers and embeddings, with and without
+initial states, in float32 and float64.
+
+Tolerance: ``|got - ref| <= rtol * (|ref| + max|ref|)`` elementwise, rtol 1e-5 in
+float32 and 1e-10 in float64, i.e. relative to each element and, for elements near 0
+(a state component that cancels to ~0), to the scale of the array: the kernel sums in
+another order than the reference (blocked dot products, BLAS), so an element that is
+the difference of two O(1) numbers differs by rounding of O(1), not of itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from l0ref import kernels, model
+from l0ref.cells import CELLS
+from l0ref.model import ModelConfig
+
+RTOL = {np.float32: 1e-5, np.float64: 1e-10}
+DTYPES = [np.float32, np.float64]
+
+
+def assert_close(got, ref, rtol, what=""):
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    assert got.dtype == ref.dtype, f"{what}: dtype {got.dtype} != {ref.dtype}"
+    scale = np.abs(ref).max(initial=0.0)
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale, err_msg=what)
+
+
+def flat_states(finals):
+    """A list of state arrays from a list of per-layer states (tuples for the LSTM)."""
+    out = []
+    for s in finals:
+        out.extend(s if isinstance(s, tuple) else [s])
+    return out
+
+
+def random_state(cell, batch, n, rng, dtype):
+    if cell == "lstm":
+        return (rng.uniform(-1, 1, (batch, n)).astype(dtype), rng.uniform(-2, 2, (batch, n)).astype(dtype))
+    return rng.uniform(-1, 1, (batch, n)).astype(dtype)
+
+
+def random_problem(cell, seed, dtype, sizes=None):
+    """A random compact model, tokens and (half the time) initial states.
+
+    Sizes 0-13 with 0 drawn often; hidden sizes above 16 now and then so that the
+    vectorized dot products run full SIMD vectors; batch 1-7 (row blocks of 3, 2, 1
+    and one chunk per thread); weights Uniform(-1, 1) so the gates leave their
+    linear range.
+    """
+    rng = np.random.default_rng(seed)
+    if sizes is None:
+        n_layers = int(rng.integers(1, 4))
+        pick = lambda: int(rng.choice([0, int(rng.integers(1, 14)), int(rng.integers(17, 40))],  # noqa: E731
+                                      p=[0.2, 0.6, 0.2]))
+        sizes = (pick(), tuple(pick() for _ in range(n_layers)))
+    emb_size, hidden = sizes
+    options = {"depth": int(rng.integers(1, 4))} if cell == "rhn" else {}
+    config = ModelConfig(cell, int(rng.integers(2, 30)), emb_size, hidden, options)
+    params = model.init_params(config, rng, dtype=dtype, init_range=1.0)
+    params["out_b"] = rng.uniform(-1, 1, config.vocab_size).astype(dtype)
+    T, B = int(rng.integers(1, 7)), int(rng.integers(1, 8))
+    tokens = rng.integers(0, config.vocab_size, (T, B))
+    state0 = None
+    if rng.random() < 0.5:
+        state0 = [random_state(cell, B, n, rng, dtype) for n in hidden]
+    return config, params, tokens, state0
+
+
+def check_against_reference(config, params, tokens, state0, dtype):
+    ref, ref_finals = model.log_probs(config, params, tokens, state0=state0)
+    got, got_finals = kernels.log_probs(config, params, tokens, state0=state0)
+    rtol = RTOL[dtype]
+    assert_close(got, ref, rtol, "log-probabilities")
+    assert len(got_finals) == len(ref_finals)
+    for l, (g, r) in enumerate(zip(got_finals, ref_finals)):
+        assert type(g) is type(r), f"layer {l + 1}: state form {type(g)} != {type(r)}"
+    for l, (g, r) in enumerate(zip(flat_states(got_finals), flat_states(ref_finals))):
+        assert_close(g, r, rtol, f"final state array {l}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("seed", range(12))
+def test_kernel_equals_reference_random_models(cell, dtype, seed):
+    config, params, tokens, state0 = random_problem(cell, seed, dtype)
+    check_against_reference(config, params, tokens, state0, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("sizes", [
+    (0, (5,)),            # embedding fully pruned: the first layer runs on its biases
+    (4, (0,)),            # the only layer fully pruned: the softmax reads nothing
+    (3, (0, 6)),          # a middle layer fully pruned
+    (6, (7, 0)),          # the last layer fully pruned
+    (0, (0, 0)),          # everything pruned
+    (19, (37, 21)),       # wider than one SIMD vector, sizes not multiples of 4
+])
+@pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "state0"])
+def test_kernel_equals_reference_edge_sizes(cell, dtype, sizes, with_state):
+    config, params, tokens, _ = random_problem(cell, 1000 + sum(sizes[1]), dtype, sizes=sizes)
+    rng = np.random.default_rng(7)
+    state0 = None
+    if with_state:
+        state0 = [random_state(cell, tokens.shape[1], n, rng, dtype) for n in config.hidden_sizes]
+    check_against_reference(config, params, tokens, state0, dtype)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_kernel_leaves_inputs_alone(cell):
+    config, params, tokens, _ = random_problem(cell, 3, np.float64, sizes=(5, (6, 4)))
+    state0 = [random_state(cell, tokens.shape[1], n, np.random.default_rng(1), np.float64)
+              for n in config.hidden_sizes]
+    before = [a.copy() for a in flat_states(state0)] + [a.copy() for a in model.leaves(params)]
+    kernels.log_probs(config, params, tokens, state0=state0)
+    after = flat_states(state0) + model.leaves(params)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_exp_matches_numpy(dtype):
+    """The vectorizable exp: relative error a few ulp over the whole clamped range."""
+    rng = np.random.default_rng(0)
+    lo, hi = (-87.0, 88.0) if dtype == np.float32 else (-708.0, 709.0)
+    x = np.concatenate([rng.uniform(lo, hi, 20000), rng.uniform(-1, 1, 20000),
+                        [0.0, lo, hi, -1e-30, 1e-30, np.log(2), -np.log(2) / 2]]).astype(dtype)
+    C, shift, bias = kernels.exp_constants(dtype)
+    bits = np.empty(x.size, kernels.bits_dtype(dtype))
+    got = kernels.exp_array(x, bits, bits.view(dtype), C, shift, bias)
+    exact = np.exp(x.astype(np.longdouble))
+    rel = np.abs((got.astype(np.longdouble) - exact) / exact).max()
+    eps = np.finfo(dtype).eps
+    assert rel < 4 * eps, f"exp relative error {float(rel):.3g} is more than 4 ulp ({float(4 * eps):.3g})"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_log_softmax_matches_reference_large_logits(dtype):
+    """Stable for logits of size 1e3 (exp would overflow without the max shift)."""
+    rng = np.random.default_rng(1)
+    logits = rng.uniform(-1000, 1000, (5, 37)).astype(dtype)
+    b = rng.uniform(-1, 1, 37).astype(dtype)
+    ref = model.log_softmax(logits + b)
+    C, shift, bias = kernels.exp_constants(dtype)
+    got = logits.copy()
+    starts = np.array([0, 2, 5], np.int64)
+    bits = np.empty((2, 37), kernels.bits_dtype(dtype))
+    kernels.log_softmax_inplace(got, b, bits, bits.view(dtype), C, shift, bias, starts)
+    assert_close(got, ref, RTOL[dtype], "log-softmax")
+
+
+def test_rejects_bad_input():
+    config, params, tokens, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
+    with pytest.raises(ValueError):
+        kernels.log_probs(config, params, tokens + config.vocab_size)
+    with pytest.raises(ValueError):
+        kernels.log_probs(config, params, tokens.astype(np.float32))
+    with pytest.raises(ValueError):
+        kernels.log_probs(config, params, tokens, state0=[None, None])
