@@ -20,3 +20,12 @@ def test_quick_start_has_exactly_two_commands():
 def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert _quick_start_commands()[1] in [line.strip() for line in ci]
+
+
+def test_readme_python_example_runs():
+    text = (ROOT / "README.md").read_text()
+    code = text.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["logp"].shape == (35, 20, 1000)
+    assert len(namespace["d_log_alpha"]) == 3
