@@ -211,20 +211,30 @@ def softmax_loss_backward(cache, hs: np.ndarray, out_W: np.ndarray, targets: np.
     return d_hs, d_out_W, d_out_b
 
 
-def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, state0=None,
-            dropout: float = 0.0, rng: np.random.Generator | None = None):
-    """Mean cross-entropy of predicting ``targets`` from ``tokens``, both (T, B).
+def _run_stack(config: ModelConfig, params: dict, tokens, gates, state0, targets=None,
+               dropout: float = 0.0, rng: np.random.Generator | None = None, for_loss: bool = False):
+    """What :func:`forward` and :func:`log_probs` share: check the inputs, embed ``tokens``
+    and run the L cells, layer l with ``z = gates[l - 1]``, ``s = gates[l]`` (1-based l).
 
-    ``gates``: L + 1 gate arrays (sampled or test-time), None for all ones.
-    ``state0``: a list with each layer's initial state (the cell's form) or None.
-    Returns ``(loss, final_states, cache)``.
+    ``for_loss``: the run of :func:`forward`, which checks ``targets`` against ``tokens``
+    and keeps every layer's cell cache for :func:`backward`; otherwise (:func:`log_probs`)
+    ``targets`` is ignored and each cache is freed as soon as its layer is done.  With
+    ``dropout`` > 0 each layer's input is masked (``drop[l]``), and ``drop[L]`` is left for
+    the softmax input.  Returns ``(x, finals, run)``: the last layer's outputs (T, B, n_L)
+    before that dropout and the output gate; each layer's final state; and ``run``, a dict
+    of the checked ``tokens`` and ``targets`` (None unless ``for_loss``), the gate arrays
+    ``gates``, the dropout masks ``drop`` (None where off) and the cells' ``caches`` (None
+    unless ``for_loss``).
     """
     cell = get_cell(config.cell)
     dtype = check_params(config, params)
     tokens = check_tokens(tokens, config.vocab_size)
-    targets = check_tokens(targets, config.vocab_size, "targets")
-    if targets.shape != tokens.shape:
-        raise ValueError(f"targets have shape {targets.shape}, tokens {tokens.shape}")
+    if for_loss:
+        targets = check_tokens(targets, config.vocab_size, "targets")
+        if targets.shape != tokens.shape:
+            raise ValueError(f"targets have shape {targets.shape}, tokens {tokens.shape}")
+    else:
+        targets = None
     T, B = tokens.shape
     L = config.n_layers
     g = _check_gates(config, gates, B, dtype)
@@ -239,14 +249,29 @@ def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, stat
         if drop[l] is not None:
             x = x * drop[l]
         x, final, c = cell.forward(params["layers"][l], x, g[l], g[l + 1], state0[l])
-        caches.append(c)
+        caches.append(c if for_loss else None)
         finals.append(final)
+    run = dict(tokens=tokens, targets=targets, gates=g, drop=drop, caches=caches)
+    return x, finals, run
+
+
+def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, state0=None,
+            dropout: float = 0.0, rng: np.random.Generator | None = None):
+    """Mean cross-entropy of predicting ``targets`` from ``tokens``, both (T, B).
+
+    ``gates``: L + 1 gate arrays (sampled or test-time), None for all ones.
+    ``state0``: a list with each layer's initial state (the cell's form) or None.
+    Returns ``(loss, final_states, cache)``.
+    """
+    x, finals, run = _run_stack(config, params, tokens, gates, state0, targets, dropout, rng, for_loss=True)
+    T, B = run["tokens"].shape
+    g, drop = run["gates"], run["drop"]
+    L = config.n_layers
     h = x if drop[L] is None else x * drop[L]                   # (T, B, n_L)
     hs = h * g[L]                                                # the output layer reads s_L * h_L
     loss, out_cache = softmax_loss_forward(hs.reshape(T * B, -1), params["out_W"], params["out_b"],
-                                           targets.reshape(-1))
-    cache = dict(config=config, params=params, tokens=tokens, targets=targets, gates=g,
-                 drop=drop, caches=caches, h=h, hs=hs, out=out_cache)
+                                           run["targets"].reshape(-1))
+    cache = dict(run, config=config, params=params, h=h, hs=hs, out=out_cache)
     return loss, finals, cache
 
 
@@ -287,21 +312,8 @@ def log_probs(config: ModelConfig, params: dict, tokens, gates=None, state0=None
     No dropout.  With ``gates`` None all gates are one (a compact model, whose gates
     are folded into its weights); for a full model pass ``gates.test_gates(...)``.
     """
-    cell = get_cell(config.cell)
-    dtype = check_params(config, params)
-    tokens = check_tokens(tokens, config.vocab_size)
-    T, B = tokens.shape
-    L = config.n_layers
-    g = _check_gates(config, gates, B, dtype)
-    state0 = [None] * L if state0 is None else list(state0)
-    if len(state0) != L:
-        raise ValueError(f"state0 has {len(state0)} entries for {L} layers")
-    x = params["emb"][tokens]
-    finals = []
-    for l in range(L):
-        x, final, _ = cell.forward(params["layers"][l], x, g[l], g[l + 1], state0[l])
-        finals.append(final)
-    return log_softmax((x * g[L]) @ params["out_W"].T + params["out_b"]), finals
+    x, finals, run = _run_stack(config, params, tokens, gates, state0)
+    return log_softmax((x * run["gates"][-1]) @ params["out_W"].T + params["out_b"]), finals
 
 
 def cross_entropy(logp: np.ndarray, targets) -> float:

@@ -166,15 +166,14 @@ class Kept:
 
 
 def _check_gates(sizes: Sequence[int], gates) -> list[np.ndarray]:
-    if len(gates) != len(sizes):
-        raise ValueError(f"got {len(gates)} gate groups, the model has {len(sizes)} (embedding + one per layer)")
-    out = []
-    for l, (g, size) in enumerate(zip(gates, sizes)):
-        g = np.asarray(g)
-        if g.shape != (size,):
-            raise ValueError(f"gate group {l} has shape {g.shape}, expected ({size},) (test-time gates)")
-        out.append(g)
-    return out
+    """Test-time gates, one (size,) vector per group of ``sizes``, finite and in [0, 1]:
+    :func:`l0ref.compact.check_compaction_gates`, which needs of a config only its
+    ``group_sizes`` (our configs may be dicts, or name cells that are not registered).
+    Cast to float64, which keeps every gate's value and so every zero."""
+    from types import SimpleNamespace
+
+    from .compact import check_compaction_gates
+    return check_compaction_gates(SimpleNamespace(group_sizes=list(sizes)), gates, np.float64)
 
 
 def kept_counts(config, gates: Sequence[np.ndarray]) -> list[Kept]:

@@ -5,7 +5,9 @@ masks and no batching tricks, so that the fast forms can be checked against it:
 
 - ``masked_*_params``: the explicit masked matrices of Eq. 2, ``W * outer(tile(s, G), z)``
   and ``U * outer(tile(s, G), s)``, for one sequence's gate vectors;
-- ``*_plain``: the cell run on one sequence (T, m) with plain matrices.
+- ``*_plain``: the cell run on one sequence (T, m) with plain matrices;
+- ``TWINS`` and ``masked_cell_plain``: the two for any registered cell by name, over a
+  batch, with the state in the cell's own form (for the generic checks of test_cells.py).
 """
 from __future__ import annotations
 
@@ -90,3 +92,34 @@ def rhn_plain(params: dict, x: np.ndarray, q0: np.ndarray):
             q = h * t + q * (1 - t)
         qs.append(q)
     return np.array(qs).reshape(len(x), n), q
+
+
+#: Each registered cell's slow twin: cell name -> (masked-params function, plain function).
+#: A plain function takes (params, x (T, m), *state0) with the state split into its parts,
+#: (h0,) or (h0, c0), and returns (outputs (T, n), *final state parts).
+TWINS = {
+    "lstm": (masked_lstm_params, lstm_plain),
+    "gru": (masked_gru_params, gru_plain),
+    "rhn": (masked_rhn_params, rhn_plain),
+}
+
+
+def masked_cell_plain(name: str, params: dict, x: np.ndarray, z: np.ndarray, s: np.ndarray, state0):
+    """Eq. 2 the slow way: the plain twin of cell ``name`` on each sequence's explicitly
+    masked matrices, one sequence at a time.
+
+    x (T, B, m); z (m,) or (B, m); s (n,) or (B, n); ``state0`` in the cell's own form, a
+    (B, n) array (GRU h0, RHN q0) or a tuple of them (LSTM (h0, c0)).  Returns
+    ``(outputs (T, B, n), final state)``, the final state in the form of ``state0``.
+    """
+    masked, plain = TWINS[name]
+    parts = state0 if isinstance(state0, tuple) else (state0,)
+    outs, finals = [], []
+    for b in range(x.shape[1]):
+        zb = z[b] if z.ndim == 2 else z
+        sb = s[b] if s.ndim == 2 else s
+        out, *final = plain(masked(params, zb, sb), x[:, b], *(part[b] for part in parts))
+        outs.append(out)
+        finals.append(final)
+    final = tuple(np.array(part) for part in zip(*finals))   # each (B, n)
+    return np.stack(outs, axis=1), final if isinstance(state0, tuple) else final[0]

@@ -1,9 +1,6 @@
-"""The GRU cell (PyTorch's variant) beyond the generic checks of tests/test_cells.py.
+"""The GRU cell (PyTorch's variant) beyond the generic checks of tests/test_cells.py
+(gradients, the chain to log_alpha, Eq. 2 against tests/naive.py's ``gru_plain``).
 
-- the gradient chain loss -> cell -> hard concrete gates -> log_alpha, for sampled
-  (Eq. 8) and test-time (Eq. 10, 11) gates, against central differences;
-- Eq. 2: the fast masked forward equals the plain GRU run on the explicitly
-  masked matrices (tests/naive.py), for per-sequence and 1-D masks;
 - with all gates open: an independent batched evaluation of the GRU equations,
   and torch.nn.GRU (outputs and gradients) when torch is importable;
 - zero-width layers, and clear errors for bad input.
@@ -14,104 +11,13 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from l0ref import gates
 from l0ref.cells import gru
-from l0ref.cells._masks import reduce_to_mask
 from tests import naive
 from tests.gradcheck import check_gradients
-from tests.strategies import arrays, cell_problem, uniforms_for, values
-
-SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-#: log_alpha values whose test-time gate (Eq. 10, 11) is at least 0.04 away from the
-#: clamp's kinks: inside (0, 1) for |log_alpha| <= 2, clamped to 0 or 1 beyond 3.5.
-TEST_TIME_LOG_ALPHA = st.one_of(values(-2.0, 2.0), values(-6.0, -3.5), values(3.5, 6.0))
 
 
-# --- (a) the chain through the gates to log_alpha ---------------------------------------------
-
-def check_log_alpha_chain(cell, problem, log_alphas, uniforms=None) -> None:
-    """d loss / d log_alpha through ``cell`` and the gates, against central differences.
-
-    One layer, two gate groups: ``log_alphas = [input group (m,), hidden group (n,)]``.
-    With ``uniforms`` the gates are hard concrete samples (Eq. 8), one per sequence;
-    with None, the test-time gates (Eq. 10, 11).  The loss is a fixed projection of
-    the outputs and the final state plus, as the output layer reads ``s * h``
-    (DESIGN.md section 2), a projection of ``s * h_T``: the hidden group receives
-    gradient from both of its uses.  For cells whose state is one array (GRU, RHN).
-    """
-    p = problem
-    T, B, n = p["d_out"].shape
-    d_read = np.random.default_rng(1).normal(size=(B, n))
-
-    def gate_values():
-        return gates.test_gates(log_alphas) if uniforms is None else gates.sample_gates(log_alphas, uniforms)
-
-    def loss():
-        g = gate_values()
-        (z, s), = gates.layer_masks(g)
-        out, final, _ = cell.forward(p["params"], p["x"], z, s, p["state0"])
-        return float(np.sum(out * p["d_out"]) + np.sum(final * p["d_state"]) + np.sum(d_read * g[1] * out[-1]))
-
-    g = gate_values()
-    (z, s), = gates.layer_masks(g)
-    out, _, cache = cell.forward(p["params"], p["x"], z, s, p["state0"])
-    d_outputs = p["d_out"].copy()
-    d_outputs[-1] += d_read * g[1]
-    grads = cell.backward(d_outputs, p["d_state"], cache)
-    d_gates = gates.gate_grads([grads["z"]], [grads["s"]], reduce_to_mask(d_read * out[-1], g[1]))
-    if uniforms is None:
-        analytic = gates.log_alpha_grads_test(log_alphas, d_gates)
-    else:
-        analytic = gates.log_alpha_grads(log_alphas, uniforms, d_gates)
-    check_gradients(loss, {"log_alpha_in": log_alphas[0], "log_alpha_hidden": log_alphas[1]},
-                    {"log_alpha_in": analytic[0], "log_alpha_hidden": analytic[1]})
-
-
-@st.composite
-def chain_problem(draw, cell, test_time: bool):
-    """A cell problem with log_alpha groups and (for sampled gates) uniforms chosen so
-    that every gate is inside (0, 1) or clamped, at least 0.01 from the clamp's kinks."""
-    problem = draw(cell_problem(cell))
-    m, n = cell.sizes(problem["params"])
-    B = problem["x"].shape[1]
-    if test_time:
-        log_alphas = [np.array(draw(st.lists(TEST_TIME_LOG_ALPHA, min_size=k, max_size=k)), np.float64)
-                      for k in (m, n)]
-        return problem, log_alphas, None
-    log_alphas = [draw(arrays((k,), -3.0, 3.0)) for k in (m, n)]
-    regions = ("interior", "zero", "one")
-    uniforms = [draw(uniforms_for(la, B, regions)) for la in log_alphas]
-    return problem, log_alphas, uniforms
-
-
-@pytest.mark.parametrize("test_time", [False, True], ids=["sampled", "test_time"])
-@SETTINGS
-@given(data=st.data())
-def test_log_alpha_gradient_through_gru_matches_finite_differences(test_time, data):
-    problem, log_alphas, uniforms = data.draw(chain_problem(gru, test_time))
-    check_log_alpha_chain(gru, problem, log_alphas, uniforms)
-
-
-# --- (b) Eq. 2: fast masked form == explicitly masked matrices -----------------------------------
-
-@pytest.mark.parametrize("per_sequence", [True, False], ids=["per_sequence", "shared"])
-@SETTINGS
-@given(data=st.data())
-def test_masked_forward_equals_gru_on_masked_matrices(per_sequence, data):
-    p = data.draw(cell_problem(gru, per_sequence=per_sequence))
-    out, h_T, _ = gru.forward(p["params"], p["x"], p["z"], p["s"], p["state0"])
-    for b in range(p["x"].shape[1]):
-        z, s = (p["z"][b], p["s"][b]) if per_sequence else (p["z"], p["s"])
-        hs, h_last = naive.gru_plain(naive.masked_gru_params(p["params"], z, s), p["x"][:, b], p["state0"][b])
-        np.testing.assert_allclose(out[:, b], hs, rtol=1e-12, atol=1e-13)
-        np.testing.assert_allclose(h_T[b], h_last, rtol=1e-12, atol=1e-13)
-
-
-# --- (c) all gates open: an independent GRU, and torch.nn.GRU -----------------------------------
+# --- all gates open: an independent GRU, and torch.nn.GRU -----------------------------------
 
 def gru_by_the_book(W, U, b_i, b_h, x, h0):
     """The GRU equations as PyTorch's documentation writes them, batched, with the

@@ -1,8 +1,9 @@
-"""The masked LSTM (Wen et al. Eq. 1, 2) against its explicit definition.
+"""The masked LSTM (Wen et al. Eq. 1, 2) beyond the generic checks of tests/test_cells.py
+(gradients, the chain to log_alpha, and Eq. 2: the fast product form
+``tile(s, 4) * (W @ (z * x) + U @ (s * h)) + b`` equals tests/naive.py's ``lstm_plain`` on
+the explicit masked matrices ``W * outer(tile(s, 4), z)`` and ``U * outer(tile(s, 4), s)``).
 
-- Eq. 2: the fast product form ``tile(s, 4) * (W @ (z * x) + U @ (s * h)) + b`` equals the
-  plain LSTM of tests/naive.py run on the explicit masked matrices
-  ``W * outer(tile(s, 4), z)`` and ``U * outer(tile(s, 4), s)``, sequence by sequence;
+- a (B, size) mask whose rows are all one vector equals that vector given 1-D;
 - all-ones masks give the plain LSTM (and torch.nn.LSTM, where torch is installed);
 - a pruned hidden unit (s_j = 0) is read by nothing, and its weights get zero gradient.
 """
@@ -24,33 +25,8 @@ RTOL = 1e-12   # float64 agreement of two orderings of the same arithmetic
 ATOL = 1e-13   # for entries that are themselves ~0
 
 
-def naive_outputs(problem, z, s):
-    """The explicit masked-matrix LSTM, one sequence at a time: (T, B, n), h_T, c_T."""
-    params, x = problem["params"], problem["x"]
-    h0, c0 = problem["state0"]
-    T, B, _ = x.shape
-    outs, hs, cs = [], [], []
-    for b in range(B):
-        zb = z[b] if z.ndim == 2 else z
-        sb = s[b] if s.ndim == 2 else s
-        out, h, c = naive.lstm_plain(naive.masked_lstm_params(params, zb, sb), x[:, b], h0[b], c0[b])
-        outs.append(out), hs.append(h), cs.append(c)
-    return np.stack(outs, axis=1), np.array(hs), np.array(cs)
-
-
 def assert_close(actual, desired):
     np.testing.assert_allclose(actual, desired, rtol=RTOL, atol=ATOL)
-
-
-@SETTINGS
-@given(problem=cell_problem(lstm))
-def test_fast_masked_form_equals_explicit_masked_matrices(problem):
-    """Eq. 2, with per-sequence (B, size) or shared (size,) masks holding exact 0s and 1s."""
-    out, (h_T, c_T), _ = lstm.forward(problem["params"], problem["x"], problem["z"], problem["s"], problem["state0"])
-    want_out, want_h, want_c = naive_outputs(problem, problem["z"], problem["s"])
-    assert_close(out, want_out)
-    assert_close(h_T, want_h)
-    assert_close(c_T, want_c)
 
 
 @SETTINGS
@@ -64,7 +40,7 @@ def test_per_sequence_and_shared_masks_agree(problem, data):
     out1, _, _ = lstm.forward(*args, z, s, problem["state0"])
     outB, _, _ = lstm.forward(*args, np.tile(z, (B, 1)), np.tile(s, (B, 1)), problem["state0"])
     assert_close(outB, out1)
-    assert_close(out1, naive_outputs(problem, z, s)[0])
+    assert_close(out1, naive.masked_cell_plain("lstm", *args, z, s, problem["state0"])[0])
 
 
 def _torch_lstm_outputs(params, x, h0, c0):

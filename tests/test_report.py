@@ -100,7 +100,7 @@ def test_kept_counts_rejects_sampled_or_misshapen_gates():
     config = make_config("gru", 3, 4, (6,))
     with pytest.raises(ValueError, match="gate groups"):
         report.kept_counts(config, [np.ones(4)])
-    with pytest.raises(ValueError, match="expected \\(6,\\)"):
+    with pytest.raises(ValueError, match="of shape \\(6,\\)"):
         report.kept_counts(config, [np.ones(4), np.ones((2, 6))])
 
 
