@@ -283,7 +283,7 @@ def cmd_train(args) -> int:
             spec.update(train=args.train_path, valid=args.valid_path, test=args.test_path)
         corpus = _load_corpus(spec)
         if state.vocab is not None and corpus.vocab.to_list() != state.vocab:
-            raise UsageError(f"the corpus' vocabulary differs from the checkpoint's; pass the same --train file")
+            raise UsageError("the corpus' vocabulary differs from the checkpoint's; pass the same --train file")
         out = Path(args.out) if args.out else Path(args.resume).resolve().parent
         _say(f"resuming {args.resume}: epoch {state.epoch}, window {state.position}, step {state.step}")
     else:
@@ -476,7 +476,7 @@ def time_compaction(mc, params, cm, tokens, budget: float = 3.0) -> dict:
     T, B = tokens.shape
     ms = lambda k: f"{1e3 * t[k]:8.2f} ms"  # noqa: E731
     lines = [f"inference time per batch ({B} sequences x {T} steps, median):",
-             f"                                          1 thread" + (f"   {threads} threads" if threads > 1 else ""),
+             "                                          1 thread" + (f"   {threads} threads" if threads > 1 else ""),
              f"  full-size model, numba kernel       {ms('full_kernel_1')}"
              + (f" {ms('full_kernel_n')}" if threads > 1 else "") + "   (nothing removed)",
              f"  compact model,   numba kernel       {ms('compact_kernel_1')}"

@@ -210,3 +210,29 @@ def test_shape_errors_name_the_shapes(name):
 def _bad_state(cell, batch, size):
     template = cell.zero_state(batch, size, np.float64)
     return template
+
+
+def _random_state(cell, batch, size, rng):
+    template = cell.zero_state(batch, size, np.float64)
+    if isinstance(template, tuple):
+        return tuple(rng.normal(size=part.shape) for part in template)
+    return rng.normal(size=template.shape)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("m, n", [(0, 3), (3, 0), (0, 0)])
+def test_zero_width_layers_run_and_have_correct_gradients(name, m, n):
+    """Compaction can prune a whole layer (width 0) or its whole input (DESIGN.md section 5)."""
+    cell = get_cell(name)
+    rng = np.random.default_rng(3)
+    T, B = 3, 2
+    problem = dict(params=cell.init_params(m, n, rng), x=rng.normal(size=(T, B, m)),
+                   z=rng.uniform(size=(B, m)), s=rng.uniform(size=(B, n)),
+                   state0=_random_state(cell, B, n, rng), d_out=rng.normal(size=(T, B, n)),
+                   d_state=_random_state(cell, B, n, rng))
+    out, _, cache = cell.forward(problem["params"], problem["x"], problem["z"], problem["s"], problem["state0"])
+    assert out.shape == (T, B, n)
+    grads = cell.backward(problem["d_out"], problem["d_state"], cache)
+    inputs = inputs_of(cell, problem)
+    assert {k: grads[k].shape for k in inputs} == {k: v.shape for k, v in inputs.items()}
+    check_gradients(projected_loss(cell, problem), inputs, grads)
