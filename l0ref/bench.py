@@ -6,7 +6,8 @@ The paper (section 4.1, Table 1) times a two-layer LSTM language model, vocabula
 Here the same sizes run with random float32 weights (time does not depend on the
 values) through:
 
-- ``l0ref numba``: :func:`l0ref.kernels.log_probs`, the dense kernel for compact models;
+- ``l0ref numba``: :func:`l0ref.kernels.run` on the model laid out once by
+  :func:`l0ref.kernels.prepare`, the dense kernels for compact models;
 - ``numpy reference``: :func:`l0ref.model.log_probs`, the plain NumPy forward;
 - ``pytorch``: ``nn.Embedding`` -> one ``nn.LSTM`` / ``nn.GRU`` per layer (the layers
   differ in size) -> ``nn.Linear`` -> ``log_softmax`` under ``torch.inference_mode``,
@@ -192,8 +193,9 @@ def build_runs(args, rng):
         params.pop("log_alpha")
         base = dict(cell=cell, kind=kind, config=config, structure=structure_name(config),
                     macs_per_token=macs_per_token(config))
+        prepared = kernels.prepare(config, params)      # weights laid out once, as on loading
         runs.append(dict(base, method="l0ref numba",
-                         fn=lambda c=config, p=params: kernels.log_probs(c, p, tokens)))
+                         fn=lambda k=prepared: kernels.run(k, tokens)))
         if not args.no_numpy:
             runs.append(dict(base, method="numpy reference",
                              fn=lambda c=config, p=params: model.log_probs(c, p, tokens)))

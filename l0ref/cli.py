@@ -457,10 +457,12 @@ def time_compaction(mc, params, cm, tokens, budget: float = 3.0) -> dict:
     threads = numba.get_num_threads()
 
     def kernel(c, n):
+        prepared = kernels.prepare(c.config, c.params)     # weights laid out once, as on loading
+
         def run():
             numba.set_num_threads(n)
             try:
-                kernels.log_probs(c.config, c.params, tokens)
+                kernels.run(prepared, tokens)
             finally:
                 numba.set_num_threads(threads)
         return run
@@ -567,7 +569,8 @@ def cmd_eval(args) -> int:
         if args.numpy:
             fn, what = None, "compact model, NumPy"
         else:
-            fn = lambda c, p, tokens, s0: kernels.log_probs(c, p, tokens, s0)  # noqa: E731
+            prepared = kernels.prepare(cm.config, cm.params)
+            fn = lambda c, p, tokens, s0: kernels.run(prepared, tokens, s0)  # noqa: E731
             what = "compact model, numba kernel"
     ids = vocab.encode(data_mod.tokenize(data_mod.read_text(args.file), level))
     if ids.size < 2:

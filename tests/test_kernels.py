@@ -165,3 +165,34 @@ def test_rejects_bad_input():
         kernels.log_probs(config, params, tokens.astype(np.float32))
     with pytest.raises(ValueError):
         kernels.log_probs(config, params, tokens, state0=[None, None])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_prepared_model_runs_many_times_alike(cell, dtype):
+    """``prepare`` once, ``run`` twice with state carried: equals the reference on the
+    two windows, and the recurrent matrices are padded with zeros only."""
+    config, params, _, _ = random_problem(cell, 11, dtype, sizes=(9, (21, 13)))
+    prepared = kernels.prepare(config, params)
+    rec = "R" if cell == "rhn" else "U"
+    for q, p in zip(prepared.layers, params["layers"]):
+        n = q["n"]
+        assert q[rec].shape[-1] == kernels.padded_width(n, dtype) and q[rec].shape[-1] % (64 // np.dtype(dtype).itemsize) == 0
+        np.testing.assert_array_equal(q[rec][..., :n], p[rec])
+        assert not q[rec][..., n:].any()
+    tokens = np.random.default_rng(2).integers(0, config.vocab_size, (8, 3))
+    state = None
+    for window in (tokens[:4], tokens[4:]):
+        got, got_finals = kernels.run(prepared, window, state)
+        ref, ref_finals = model.log_probs(config, params, window, state0=state)
+        assert_close(got, ref, RTOL[dtype], "log-probabilities")
+        for g, r in zip(flat_states(got_finals), flat_states(ref_finals)):
+            assert_close(g, r, RTOL[dtype], "final state")
+        state = got_finals
+
+
+def test_prepare_rejects_wrong_recurrent_shape():
+    config, params, _, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
+    params["layers"][0]["U"] = params["layers"][0]["U"][:, :3]
+    with pytest.raises(ValueError, match=r"U has shape \(16, 3\), expected \(16, 4\)"):
+        kernels.prepare(config, params)
