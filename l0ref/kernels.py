@@ -102,6 +102,19 @@ def _exp_reduce(x, C):
 
 
 @numba.njit(cache=True, fastmath=EXP_FASTMATH)
+def _horner_from_7(p, r, C):
+    """The last seven Horner steps of the Taylor polynomial: ``p`` is the accumulated
+    coefficient of ``r**7`` (``C[12] = 1/7!`` for degree 7, more for higher degrees)."""
+    p = p * r + C[11]
+    p = p * r + C[10]
+    p = p * r + C[9]
+    p = p * r + C[8]
+    p = p * r + C[7]
+    p = p * r + C[6]
+    return p * r + C[5]
+
+
+@numba.njit(cache=True, fastmath=EXP_FASTMATH)
 def _exp_inplace(a, bits, scale, C, shift, bias):
     """a <- exp(a), elementwise, for a 1-D array; vectorizable.
 
@@ -114,15 +127,7 @@ def _exp_inplace(a, bits, scale, C, shift, bias):
     if C.shape[0] == 5 + 8:          # degree 7
         for i in range(a.shape[0]):
             k, r = _exp_reduce(a[i], C)
-            p = C[12]
-            p = p * r + C[11]
-            p = p * r + C[10]
-            p = p * r + C[9]
-            p = p * r + C[8]
-            p = p * r + C[7]
-            p = p * r + C[6]
-            p = p * r + C[5]
-            a[i] = p
+            a[i] = _horner_from_7(C[12], r, C)
             bits[i] = (np.int64(k) + bias) << shift
     else:                            # degree 13
         for i in range(a.shape[0]):
@@ -134,14 +139,7 @@ def _exp_inplace(a, bits, scale, C, shift, bias):
             p = p * r + C[14]
             p = p * r + C[13]
             p = p * r + C[12]
-            p = p * r + C[11]
-            p = p * r + C[10]
-            p = p * r + C[9]
-            p = p * r + C[8]
-            p = p * r + C[7]
-            p = p * r + C[6]
-            p = p * r + C[5]
-            a[i] = p
+            a[i] = _horner_from_7(p, r, C)
             bits[i] = (np.int64(k) + bias) << shift
     for i in range(a.shape[0]):
         a[i] *= scale[i]
