@@ -443,8 +443,6 @@ class Prepared:
 
     cell: str
     vocab_size: int
-    hidden_sizes: tuple
-    dtype: np.dtype
     emb: np.ndarray
     layers: tuple
     out_WT: np.ndarray
@@ -489,8 +487,7 @@ def prepare(config, params: dict) -> Prepared:
         q = prepare_layer(config.cell, p, m, dtype)
         layers.append(q)
         m = q["n"]
-    return Prepared(config.cell, int(config.vocab_size), tuple(config.hidden_sizes), dtype,
-                    np.ascontiguousarray(emb), tuple(layers),
+    return Prepared(config.cell, int(config.vocab_size), np.ascontiguousarray(emb), tuple(layers),
                     np.ascontiguousarray(np.asarray(params["out_W"], dtype).T), np.ascontiguousarray(params["out_b"], dtype))
 
 
