@@ -52,15 +52,17 @@ PAPER_SPEEDUP = 19.39  #: Table 1, compact vs vanilla LSTM, TensorFlow + MKL on 
 DEFAULT_OUT = Path("benchmarks/results/table1.json")
 
 #: Thread-pool settings the benchmark runs under (set before numpy loads OpenBLAS, so
-#: :func:`main` re-runs itself in a child process when they are missing).  The numba
-#: kernel alternates between OpenBLAS products (2 threads) and numba's own OpenMP
-#: threads; by default an idle OpenBLAS worker busy-waits for about 2**28 cycles
-#: (~0.1 s) and an idle OpenMP worker spins too, so each pool's idle thread takes a
-#: core from the other one (and PyTorch's OpenMP threads from both).  Measured here,
-#: the compact LSTM forward took 35 ms with the defaults and 13 ms with a short
-#: OpenBLAS wait; ``OMP_WAIT_POLICY=passive`` helped numba further but slowed
+#: :func:`main` re-runs itself in a child process when they are missing).  The timed
+#: methods alternate between three pools of threads: numba's OpenMP threads (the l0ref
+#: kernels), numpy's OpenBLAS threads (the NumPy reference and the matmul rate) and
+#: PyTorch's own OpenMP threads.  By default an idle OpenBLAS worker busy-waits for
+#: about 2**28 cycles (~0.1 s) and an idle OpenMP worker spins too, so the pool that
+#: ran last takes the cores from the one that runs next.  Measured here (earlier
+#: kernels, which called OpenBLAS themselves): the compact LSTM forward took 35 ms with
+#: the defaults and 13 ms with a short OpenBLAS wait; ``OMP_WAIT_POLICY=passive`` slowed
 #: PyTorch's per-step OpenMP regions (12 -> 17.6 ms), a short GOMP spin costs PyTorch
-#: about 5% and numba little.  They change no result, only how idle threads wait.
+#: about 5% and numba nothing measurable.  They change no result, only how idle
+#: threads wait.
 THREAD_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4", "GOMP_SPINCOUNT": "1000"}
 
 #: (cell, structure name, embedding size, hidden sizes, cell options)

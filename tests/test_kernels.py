@@ -128,33 +128,71 @@ def test_kernel_leaves_inputs_alone(cell):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_exp_matches_numpy(dtype):
-    """The vectorizable exp: relative error a few ulp over the whole clamped range."""
+    """The vectorizable exp: relative error a few ulp over the whole clamped range, and
+    exp(0) exactly 1."""
     rng = np.random.default_rng(0)
     lo, hi = (-87.0, 88.0) if dtype == np.float32 else (-708.0, 709.0)
     x = np.concatenate([rng.uniform(lo, hi, 20000), rng.uniform(-1, 1, 20000),
                         [0.0, lo, hi, -1e-30, 1e-30, np.log(2), -np.log(2) / 2]]).astype(dtype)
-    C, shift, bias = kernels.exp_constants(dtype)
-    bits = np.empty(x.size, kernels.bits_dtype(dtype))
-    got = kernels.exp_array(x, bits, bits.view(dtype), C, shift, bias)
+    got = kernels.exp_array(x)
+    assert got.dtype == dtype
     exact = np.exp(x.astype(np.longdouble))
     rel = np.abs((got.astype(np.longdouble) - exact) / exact).max()
     eps = np.finfo(dtype).eps
     assert rel < 4 * eps, f"exp relative error {float(rel):.3g} is more than 4 ulp ({float(4 * eps):.3g})"
+    assert kernels.exp_array(np.zeros(3, dtype)).tolist() == [1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_log_softmax_matches_reference_large_logits(dtype):
-    """Stable for logits of size 1e3 (exp would overflow without the max shift)."""
+    """Stable for logits of size 1e3 (exp would overflow without the max shift), rows of
+    every length around the vector widths (the row max's whole vectors and its tail)."""
     rng = np.random.default_rng(1)
-    logits = rng.uniform(-1000, 1000, (5, 37)).astype(dtype)
-    b = rng.uniform(-1, 1, 37).astype(dtype)
-    ref = model.log_softmax(logits + b)
-    C, shift, bias = kernels.exp_constants(dtype)
-    got = logits.copy()
-    starts = np.array([0, 2, 5], np.int64)
-    bits = np.empty((2, 37), kernels.bits_dtype(dtype))
-    kernels.log_softmax_inplace(got, b, bits, bits.view(dtype), C, shift, bias, starts)
-    assert_close(got, ref, RTOL[dtype], "log-softmax")
+    for V in [1, 2, 7, 8, 31, 32, 33, 37, 65, 100]:
+        logits = rng.uniform(-1000, 1000, (5, V)).astype(dtype)
+        logits[1, -1] = 2000                                    # the max in the tail
+        logits[2, 0] = 2000                                     # ... in the first vector
+        ref = model.log_softmax(logits)
+        got = logits.copy()
+        for row in got:
+            kernels.log_softmax_row(row)
+        assert_close(got, ref, RTOL[dtype], f"log-softmax, V={V}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("seed", range(6))
+def test_matmul_bias_equals_numpy(dtype, seed):
+    """The packed, register-blocked product: ``x @ M.T + b`` for sizes around the tile
+    (rows not a multiple of 6, columns not a multiple of a panel, k = 0, one row), in
+    one thread chunk and in several."""
+    rng = np.random.default_rng(seed)
+    N, k, cols = int(rng.integers(1, 40)), int(rng.choice([0, 1, int(rng.integers(2, 70))])), int(rng.integers(1, 70))
+    x = rng.uniform(-1, 1, (N, k)).astype(dtype)
+    M = rng.uniform(-1, 1, (cols, k)).astype(dtype)
+    b = rng.uniform(-1, 1, cols).astype(dtype)
+    ref = x.astype(np.float64) @ M.T.astype(np.float64) + b
+    for starts in ([0, N], sorted({0, min(N, 6), N}), list(range(0, N, 5)) + [N]):
+        got = np.full((N, cols), np.nan, dtype)
+        kernels.matmul_bias(x, kernels.pack_panels(M, dtype), kernels.pad_panels(b, dtype), got,
+                            np.array(sorted(set(starts)), np.int64))
+        assert_close(got, ref.astype(dtype), RTOL[dtype], f"x @ M.T + b, (N, k, cols) = {(N, k, cols)}, chunks {starts}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_pack_panels_layout(dtype):
+    """``panels[q, i, j] = M[q nr + j, i]``, zero beyond M's rows; biases zero-padded alike."""
+    M = np.arange(1, 1 + 21 * 5, dtype=dtype).reshape(21, 5)
+    nr = kernels.panel_width(dtype)
+    P = kernels.pack_panels(M, dtype)
+    assert P.shape == (-(-21 // nr), 5, nr) and P.flags.c_contiguous and P.dtype == dtype
+    for q in range(P.shape[0]):
+        for j in range(nr):
+            want = M[q * nr + j] if q * nr + j < 21 else np.zeros(5, dtype)
+            np.testing.assert_array_equal(P[q, :, j], want)
+    b = kernels.pad_panels(np.arange(1, 22, dtype=dtype), dtype)
+    assert b.shape == (P.shape[0] * nr,)
+    np.testing.assert_array_equal(b[:21], np.arange(1, 22))
+    assert not b[21:].any()
 
 
 def test_rejects_bad_input():
@@ -171,15 +209,16 @@ def test_rejects_bad_input():
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_prepared_model_runs_many_times_alike(cell, dtype):
     """``prepare`` once, ``run`` twice with state carried: equals the reference on the
-    two windows, and the recurrent matrices are padded with zeros only."""
+    two windows, and the recurrent matrices are the parameters' packed into panels."""
     config, params, _, _ = random_problem(cell, 11, dtype, sizes=(9, (21, 13)))
     prepared = kernels.prepare(config, params)
     rec = "R" if cell == "rhn" else "U"
     for q, p in zip(prepared.layers, params["layers"]):
-        n = q["n"]
-        assert q[rec].shape[-1] == kernels.padded_width(n, dtype) and q[rec].shape[-1] % (64 // np.dtype(dtype).itemsize) == 0
-        np.testing.assert_array_equal(q[rec][..., :n], p[rec])
-        assert not q[rec][..., n:].any()
+        want = np.asarray(p[rec])
+        if cell == "rhn":
+            np.testing.assert_array_equal(q[rec], np.stack([kernels.pack_panels(R, dtype) for R in want]))
+        else:
+            np.testing.assert_array_equal(q[rec], kernels.pack_panels(want, dtype))
     tokens = np.random.default_rng(2).integers(0, config.vocab_size, (8, 3))
     state = None
     for window in (tokens[:4], tokens[4:]):
@@ -196,3 +235,22 @@ def test_prepare_rejects_wrong_recurrent_shape():
     params["layers"][0]["U"] = params["layers"][0]["U"][:, :3]
     with pytest.raises(ValueError, match=r"U has shape \(16, 3\), expected \(16, 4\)"):
         kernels.prepare(config, params)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_results_do_not_depend_on_the_thread_chunks(cell, monkeypatch):
+    """Rows are split among threads (``kernels._chunks``), and every row is computed by
+    the same operations whichever chunk and tile it falls in: 1, 2, 3 or 7 chunks give
+    the same bits."""
+    config, params, _, _ = random_problem(cell, 21, np.float32, sizes=(23, (29, 17)))
+    prepared = kernels.prepare(config, params)
+    tokens = np.random.default_rng(3).integers(0, config.vocab_size, (5, 13))
+    results = []
+    for threads in (1, 2, 3, 7):
+        monkeypatch.setattr(kernels.numba, "get_num_threads", lambda t=threads: t)
+        assert len(kernels._chunks(13)) - 1 == threads
+        logp, finals = kernels.run(prepared, tokens)
+        results.append([logp] + flat_states(finals))
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)

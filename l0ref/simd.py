@@ -1,0 +1,237 @@
+"""SIMD vectors inside numba kernels: a vector type and the handful of operations the
+compact-model kernels (``kernels.py``) are written with.
+
+LLVM vectorizes numba's elementwise loops by itself, but not a matrix product's
+register blocking: a product tile that keeps 12 accumulators of 8 lanes in the CPU's
+registers across a whole dot-product loop needs values that *are* vectors.  This
+module gives numba such values, as LLVM's own vector types, and nothing more:
+
+- :class:`Vector`: the numba type of ``lanes(dtype)`` numbers of one float dtype
+  (32 bytes: 8 float32 or 4 float64, one AVX2 register; LLVM splits or joins them for
+  other vector widths, so the code is portable, if not tuned, beyond AVX2);
+- :func:`load` / :func:`store`: a vector from / to ``lanes`` consecutive elements of
+  a C-contiguous array, addressed by the *flat* index of the first one (the layout
+  ``kernels.py`` packs its matrices in, so a kernel computes offsets like BLAS does);
+  :func:`get` / :func:`put`: one element, by flat index; :func:`lanes_of`: the lanes
+  of an array's dtype, a compile-time constant;
+- :func:`splat`: a scalar in every lane; :func:`fma`: ``a * b + c`` lane by lane,
+  one fused rounding (LLVM's ``llvm.fma``); :func:`maximum`: the larger of two
+  lanes, lane by lane; :func:`lane`: one lane as a scalar;
+- :func:`pow2`: ``2**k`` from the bits of an integral float ``k``, the last step of
+  the vectorizable ``exp`` of ``kernels.py``; :func:`as_type_of`: a constant in the
+  precision of another value (numba turns ``1 + x`` into float64 for a float32 ``x``).
+
+No bounds are checked: the callers index within arrays whose sizes they laid out.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.core.extending import intrinsic, models, register_model
+
+#: Bytes per vector: one AVX2 register.
+VECTOR_BYTES = 32
+
+
+def lanes(dtype) -> int:
+    """Numbers of ``dtype`` per vector: 8 for float32, 4 for float64."""
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"SIMD vectors hold float32 or float64, got {dtype}")
+    return VECTOR_BYTES // dtype.itemsize
+
+
+class Vector(types.Type):
+    """The numba type of a SIMD vector of ``count`` numbers of ``dtype`` (a numba float type)."""
+
+    def __init__(self, dtype, count: int):
+        self.dtype, self.count = dtype, count
+        super().__init__(name=f"Vector({dtype} x {count})")
+
+
+@register_model(Vector)
+class _VectorModel(models.PrimitiveModel):
+    """A :class:`Vector` is an LLVM vector value, held in a register."""
+
+    def __init__(self, dmm, fe_type):
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.count))
+
+
+def _vector_of(dtype) -> Vector:
+    return Vector(dtype, VECTOR_BYTES // (dtype.bitwidth // 8))
+
+
+def _is_float_array(a) -> bool:
+    return isinstance(a, types.Array) and a.layout == "C" and a.dtype in (types.float32, types.float64)
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    """Pointer to the element at flat ``index`` of a C-contiguous array."""
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+def _splat_value(builder, vector_type, scalar):
+    """An LLVM vector with ``scalar`` in every lane."""
+    undef = ir.Constant(vector_type, ir.Undefined)
+    one = builder.insert_element(undef, scalar, ir.Constant(ir.IntType(32), 0))
+    zeros = ir.Constant(ir.VectorType(ir.IntType(32), vector_type.count), [0] * vector_type.count)
+    return builder.shuffle_vector(one, undef, zeros)
+
+
+@intrinsic
+def load(typingctx, a, i):
+    """The vector ``a.flat[i : i + lanes]`` of a C-contiguous float array ``a``."""
+    if not (_is_float_array(a) and isinstance(i, types.Integer)):
+        return None
+    vector = _vector_of(a.dtype)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        vptr = builder.bitcast(ptr, context.get_value_type(vector).as_pointer())
+        return builder.load(vptr, align=a.dtype.bitwidth // 8)
+
+    return vector(a, i), codegen
+
+
+@intrinsic
+def store(typingctx, a, i, v):
+    """``a.flat[i : i + lanes] = v`` for a C-contiguous float array ``a``."""
+    if not (_is_float_array(a) and isinstance(i, types.Integer) and v == _vector_of(a.dtype)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(ptr, args[2].type.as_pointer()), align=a.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return types.none(a, i, v), codegen
+
+
+@intrinsic
+def get(typingctx, a, i):
+    """The element ``a.flat[i]`` of a C-contiguous float array (no wraparound of negative i)."""
+    if not (_is_float_array(a) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.load(_element_pointer(context, builder, sig.args[0], args[0], args[1]))
+
+    return a.dtype(a, i), codegen
+
+
+@intrinsic
+def put(typingctx, a, i, x):
+    """``a.flat[i] = x`` for a C-contiguous float array (x of its dtype)."""
+    if not (_is_float_array(a) and isinstance(i, types.Integer) and x == a.dtype):
+        return None
+
+    def codegen(context, builder, sig, args):
+        builder.store(args[2], _element_pointer(context, builder, sig.args[0], args[0], args[1]))
+        return context.get_dummy_value()
+
+    return types.none(a, i, x), codegen
+
+
+@intrinsic
+def lanes_of(typingctx, a):
+    """Lanes of a vector of ``a``'s dtype (8 float32, 4 float64), a constant."""
+    if not _is_float_array(a):
+        return None
+    count = _vector_of(a.dtype).count
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(types.intp), count)
+
+    return types.intp(a), codegen
+
+
+@intrinsic
+def splat(typingctx, x):
+    """The vector with the float ``x`` in every lane."""
+    if x not in (types.float32, types.float64):
+        return None
+    vector = _vector_of(x)
+
+    def codegen(context, builder, sig, args):
+        return _splat_value(builder, context.get_value_type(vector), args[0])
+
+    return vector(x), codegen
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """``a * b + c`` lane by lane with one rounding, for vectors of one type."""
+    if not (isinstance(a, Vector) and a == b == c):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = args[0].type
+        bits = a.dtype.bitwidth
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty, ty]),
+                                            f"llvm.fma.v{ty.count}f{bits}")
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def maximum(typingctx, a, b):
+    """Lane by lane ``a if a > b else b`` (one ``vmaxps``; a NaN in ``a`` gives ``b``)."""
+    if not (isinstance(a, Vector) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def lane(typingctx, v, i):
+    """Lane ``i`` of the vector ``v``, a scalar."""
+    if not (isinstance(v, Vector) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.extract_element(args[0], args[1])
+
+    return v.dtype(v, i), codegen
+
+
+@intrinsic
+def pow2(typingctx, k):
+    """``2**k`` for a float ``k`` holding an integer in the normal exponent range
+    (-126..127 in float32, -1022..1023 in float64), built from its IEEE-754 bits:
+    ``(k + bias) << mantissa_bits`` read as a float.  Vectorizes (``vcvttps2dq``,
+    shift, no memory)."""
+    if k not in (types.float32, types.float64):
+        return None
+    bits, mantissa, bias = (32, 23, 127) if k == types.float32 else (64, 52, 1023)
+
+    def codegen(context, builder, sig, args):
+        int_type = ir.IntType(bits)
+        e = builder.fptosi(args[0], int_type)
+        e = builder.add(e, ir.Constant(int_type, bias))
+        e = builder.shl(e, ir.Constant(int_type, mantissa))
+        return builder.bitcast(e, context.get_value_type(k))
+
+    return k(k), codegen
+
+
+@intrinsic
+def as_type_of(typingctx, value, like):
+    """``value`` converted to the float type of ``like``: a constant in float32 code
+    stays float32 (``one = as_type_of(1.0, x)``)."""
+    if like not in (types.float32, types.float64) or not isinstance(value, (types.Float, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return context.cast(builder, args[0], sig.args[0], sig.return_type)
+
+    return like(value, like), codegen
+
+
+__all__ = ["VECTOR_BYTES", "lanes", "Vector", "load", "store", "get", "put", "lanes_of", "splat", "fma", "maximum", "lane", "pow2", "as_type_of"]

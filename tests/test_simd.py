@@ -1,0 +1,66 @@
+"""The SIMD vector operations of ``l0ref/simd.py`` that the kernels are written with,
+each against numpy, in float32 (8 lanes) and float64 (4 lanes)."""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from l0ref import simd
+
+DTYPES = [np.float32, np.float64]
+
+
+@numba.njit
+def _vector_ops(a, b, c, out):
+    """out rows: a, fma(a, b, c), max(a, b), splat(c[1]), a lane by lane via lane/put,
+    get of every element; all from flat offsets 0 and lanes."""
+    w = simd.lanes_of(a)
+    for off in (0, w):
+        va, vb, vc = simd.load(a, off), simd.load(b, off), simd.load(c, off)
+        simd.store(out, off, va)
+        simd.store(out, 2 * w + off, simd.fma(va, vb, vc))
+        simd.store(out, 4 * w + off, simd.maximum(va, vb))
+        simd.store(out, 6 * w + off, simd.splat(simd.get(c, 1)))
+        for i in range(w):
+            simd.put(out, 8 * w + off + i, simd.lane(va, i))
+            simd.put(out, 10 * w + off + i, simd.get(b, off + i))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_vector_operations_equal_numpy(dtype):
+    w = simd.lanes(dtype)
+    assert w == 32 // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.uniform(-2, 2, 2 * w).astype(dtype) for _ in range(3))
+    b[0] = a[0]                                                   # a tie for the max
+    out = np.full((6, 2 * w), np.nan, dtype)
+    _vector_ops(a, b, c, out)
+    exact_fma = (a.astype(np.longdouble) * b + c).astype(dtype)   # one rounding
+    np.testing.assert_array_equal(out[0], a)
+    np.testing.assert_array_equal(out[1], exact_fma)
+    np.testing.assert_array_equal(out[2], np.maximum(a, b))
+    np.testing.assert_array_equal(out[3], np.full(2 * w, c[1]))
+    np.testing.assert_array_equal(out[4], a)
+    np.testing.assert_array_equal(out[5], b)
+
+
+@numba.njit
+def _pow2_and_constants(k, out):
+    for i in range(k.shape[0]):
+        out[i] = simd.pow2(k[i]) * simd.as_type_of(1.0, k[i])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_pow2_is_exact_over_the_normal_range(dtype):
+    lo, hi = (-126, 127) if dtype == np.float32 else (-1022, 1023)
+    k = np.arange(lo, hi + 1).astype(dtype)
+    out = np.empty_like(k)
+    _pow2_and_constants(k, out)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, np.ldexp(np.ones_like(k), k.astype(int)))
+
+
+def test_lanes_rejects_other_dtypes():
+    with pytest.raises(ValueError, match="float32 or float64"):
+        simd.lanes(np.int32)
