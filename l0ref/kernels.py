@@ -597,6 +597,16 @@ def prepare_layer(cell: str, p: dict, m: int, dtype) -> dict:
     return q
 
 
+def _check_finite(params: dict) -> None:
+    """``ValueError`` naming the first parameter with a NaN or inf (the kernels would
+    carry it into every log-probability)."""
+    named = [("emb", params["emb"]), ("out_W", params["out_W"]), ("out_b", params["out_b"])]
+    named += [(f"layers.{l}.{key}", a) for l, p in enumerate(params["layers"]) for key, a in p.items()]
+    for name, a in named:
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"parameter {name} contains NaN or inf")
+
+
 def prepare(config, params: dict) -> Prepared:
     """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`)."""
     if config.cell not in CELL_BLOCKS:
@@ -608,6 +618,7 @@ def prepare(config, params: dict) -> Prepared:
     L = len(config.hidden_sizes)
     if len(params["layers"]) != L:
         raise ValueError(f"config has {L} layers, parameters have {len(params['layers'])}")
+    _check_finite(params)
     layers, m = [], emb.shape[1]
     for p in params["layers"]:
         q = prepare_layer(config.cell, p, m, dtype)

@@ -230,6 +230,19 @@ def test_prepared_model_runs_many_times_alike(cell, dtype):
         state = got_finals
 
 
+@pytest.mark.parametrize("where", ["emb", "out_b", "layer"])
+def test_prepare_rejects_non_finite_parameters(where):
+    config, params, _, _ = random_problem("gru", 5, np.float32, sizes=(3, (4,)))
+    if where == "layer":
+        params["layers"][0]["b_h"][2] = np.inf
+        name = "layers.0.b_h"
+    else:
+        params[where].flat[1] = np.nan
+        name = where
+    with pytest.raises(ValueError, match=rf"parameter {name} contains NaN or inf"):
+        kernels.prepare(config, params)
+
+
 def test_prepare_rejects_wrong_recurrent_shape():
     config, params, _, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
     params["layers"][0]["U"] = params["layers"][0]["U"][:, :3]
