@@ -76,6 +76,17 @@ STRUCTURES = [
 ]
 
 
+def rerun_with_thread_env(command: list[str]) -> int | None:
+    """Run ``command`` in a child process with the settings of ``THREAD_ENV`` that this
+    process lacks (they must be set before numpy loads OpenBLAS) and return its exit
+    code; None when nothing is missing (go on in this process)."""
+    missing = {k: v for k, v in THREAD_ENV.items() if k not in os.environ}
+    if not missing:
+        return None
+    import subprocess
+    return subprocess.run(command, env={**os.environ, **missing}).returncode
+
+
 def macs_per_token(config: ModelConfig) -> int:
     """Multiply-adds per token of the forward (see the module docstring)."""
     m, total = config.emb_size, 0
@@ -324,13 +335,12 @@ def format_table(matmul, rows, targets_) -> str:
 def main(argv=None) -> int:
     """Run the benchmark, print the table, write the JSON; returns 0."""
     args = parse_args(argv)
-    missing = {k: v for k, v in THREAD_ENV.items() if k not in os.environ}
-    if missing and not args.keep_env:
-        import subprocess
+    if not args.keep_env:
         argv = sys.argv[1:] if argv is None else list(argv)
         code = "import sys; from l0ref.bench import main; sys.exit(main(sys.argv[1:]))"
-        return subprocess.run([sys.executable, "-c", code, *argv],
-                              env={**os.environ, **missing}).returncode
+        returncode = rerun_with_thread_env([sys.executable, "-c", code, *argv])
+        if returncode is not None:
+            return returncode
     rng = np.random.default_rng(args.seed)
     t_start = time.perf_counter()
     runs, torch = build_runs(args, rng)
@@ -353,4 +363,4 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["main", "macs_per_token", "STRUCTURES", "torch_model", "targets"]
+__all__ = ["main", "macs_per_token", "STRUCTURES", "torch_model", "targets", "rerun_with_thread_env", "THREAD_ENV"]

@@ -1,0 +1,126 @@
+"""Where the time of a compact Table 1 forward goes, stage by stage, on this CPU.
+
+    python benchmarks/profile_compact.py [--cell lstm|gru|rhn] [--rounds 60]
+
+Runs ``kernels.run`` on the compact model of the paper's Table 1 (vocabulary 10,000,
+batch 10, 30 steps, (251, 296, 247); the RHN: depth 10, width 389) with the kernels'
+entry points wrapped in timers, so every stage is timed inside the real forward:
+each layer's input product (``matmul_bias``) and recurrence (``*_sequence``), and the
+output layer (``output_log_probs``), split into its product and its log-softmax by
+timing the product alone on the same arguments right after.  A 2048 x 2048 float32
+numpy product is timed in the same rounds for the machine's matrix-product rate,
+under the benchmark's thread settings (``l0ref.bench.THREAD_ENV``).
+Medians over the rounds; "% of matmul" is each stage's FLOPs (2 x multiply-adds) per
+second over that rate (the log-softmax and the rest have no multiply-adds).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from l0ref import kernels, model
+from l0ref.bench import BATCH, MATMUL_N, STEPS, VOCAB, rerun_with_thread_env
+from l0ref.model import ModelConfig
+
+TIMED = ("matmul_bias", "lstm_sequence", "gru_sequence", "rhn_sequence", "output_log_probs")
+CONFIGS = {"lstm": ModelConfig("lstm", VOCAB, 251, (296, 247)),
+           "gru": ModelConfig("gru", VOCAB, 251, (296, 247)),
+           "rhn": ModelConfig("rhn", VOCAB, 389, (389,), {"depth": 10})}
+
+
+def instrument(record: list) -> None:
+    """Replace the kernels' entry points by timed wrappers that append (name, seconds, args)."""
+    for name in TIMED:
+        fn = getattr(kernels, name)
+
+        def timed(*args, _fn=fn, _name=name):
+            t0 = time.perf_counter()
+            out = _fn(*args)
+            record.append((_name, time.perf_counter() - t0, args))
+            return out
+        setattr(kernels, name, timed)
+
+
+def stage_flops(config: ModelConfig) -> list[tuple[str, float]]:
+    """(stage name, FLOPs) in the order ``kernels.run`` calls them."""
+    G = kernels.CELL_BLOCKS[config.cell]
+    depth = config.cell_options.get("depth", 1)
+    N = STEPS * BATCH
+    out, m = [], config.emb_size
+    for l, n in enumerate(config.hidden_sizes, 1):
+        out.append((f"layer {l} input product", 2 * N * m * G * n))
+        recurrent = depth * G * n * n if config.cell == "rhn" else G * n * n
+        out.append((f"layer {l} recurrence", 2 * N * recurrent))
+        m = n
+    out.append(("output product", 2 * N * m * config.vocab_size))
+    out.append(("log-softmax", 0))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cell", choices=sorted(CONFIGS), default="lstm")
+    p.add_argument("--rounds", type=int, default=60)
+    args = p.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    returncode = rerun_with_thread_env([sys.executable, __file__, *argv])   # the benchmark's thread settings
+    if returncode is not None:
+        return returncode
+    config = CONFIGS[args.cell]
+    rng = np.random.default_rng(0)
+    params = model.init_params(config, rng, dtype=np.float32)
+    params.pop("log_alpha")
+    prepared = kernels.prepare(config, params)
+    tokens = rng.integers(0, VOCAB, (STEPS, BATCH))
+    A = rng.standard_normal((MATMUL_N, MATMUL_N), dtype=np.float32)
+    product_alone = kernels.matmul_bias                          # before it is wrapped
+    record: list = []
+    instrument(record)
+    names = [name for name, _ in stage_flops(config)]
+    times = {name: [] for name in names + ["whole forward", "matmul"]}
+    for r in range(args.rounds + 2):                              # 2 rounds of warm-up
+        t0 = time.perf_counter()
+        A @ A
+        t_matmul = time.perf_counter() - t0
+        record.clear()
+        t0 = time.perf_counter()
+        kernels.run(prepared, tokens)
+        t_run = time.perf_counter() - t0
+        h, P, bias, logp, starts = record[-1][2]                 # output_log_probs' arguments
+        t0 = time.perf_counter()
+        product_alone(h, P, bias, logp, starts)
+        t_product = time.perf_counter() - t0
+        if r < 2:
+            continue
+        for name, (_, seconds, _) in zip(names[:-2], record[:-1]):
+            times[name].append(seconds)
+        times["output product"].append(t_product)
+        times["log-softmax"].append(record[-1][1] - t_product)
+        times["whole forward"].append(t_run)
+        times["matmul"].append(t_matmul)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    rate = 2 * MATMUL_N ** 3 / med["matmul"]
+    flops = dict(stage_flops(config))
+    total_flops = sum(flops.values())
+    print(f"compact {config.cell.upper()} {(config.emb_size,) + config.hidden_sizes}, batch {BATCH} x "
+          f"{STEPS} steps, V {VOCAB}; {args.rounds} rounds, medians; float32 matmul {rate / 1e9:.1f} GFLOP/s")
+    print(f"{'stage':<26} {'ms':>7} {'share':>6} {'GFLOP/s':>8} {'% of matmul':>12}")
+    accounted = 0.0
+    for name in names:
+        t = med[name]
+        accounted += t
+        g = flops[name] / t / 1e9 if flops[name] else None
+        print(f"{name:<26} {1e3 * t:7.2f} {100 * t / med['whole forward']:5.1f}% "
+              + (f"{g:8.1f} {100 * g * 1e9 / rate:11.1f}%" if g else f"{'':>8} {'':>12}"))
+    rest = med["whole forward"] - accounted
+    print(f"{'rest (Python, lookup)':<26} {1e3 * rest:7.2f} {100 * rest / med['whole forward']:5.1f}%")
+    g = total_flops / med["whole forward"] / 1e9
+    print(f"{'whole forward':<26} {1e3 * med['whole forward']:7.2f} {100:5.1f}% {g:8.1f} {100 * g * 1e9 / rate:11.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
