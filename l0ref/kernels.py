@@ -196,7 +196,9 @@ def _tile(rows, A, a, P, p, panels, k, Z, z, ldz, C, c, ldc, cols):
     row r of Z starts at ``z + r ldz`` (``ldz`` = 0: one bias row for every row), of
     C at ``c + r ldc``.  Per panel, the 2 x rows accumulators stay in registers for
     the whole of k; per input i: two weight vectors, then per row a broadcast of
-    ``A_r[i]`` and two fused multiply-adds.
+    ``A_r[i]`` and two fused multiply-adds.  The six rows are written out one by one:
+    each row's accumulators must be variables of their own (registers), which a loop
+    over an array of them would put in memory.
     """
     w = simd.lanes_of(P)
     for j in range(panels):
@@ -607,8 +609,16 @@ def _check_finite(params: dict) -> None:
             raise ValueError(f"parameter {name} contains NaN or inf")
 
 
+def _check_shape(name: str, a, want: tuple) -> None:
+    if np.shape(a) != want:
+        raise ValueError(f"parameter {name} has shape {np.shape(a)}, expected {want}")
+
+
 def prepare(config, params: dict) -> Prepared:
-    """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`)."""
+    """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`).
+
+    Every shape is checked against ``config`` here: the kernels index by flat offsets
+    without bounds checks, so a matrix of the wrong size would be read past its end."""
     if config.cell not in CELL_BLOCKS:
         raise ValueError(f"no kernel for cell {config.cell!r}; known: {sorted(CELL_BLOCKS)}")
     emb = np.asarray(params["emb"])
@@ -619,11 +629,17 @@ def prepare(config, params: dict) -> Prepared:
     if len(params["layers"]) != L:
         raise ValueError(f"config has {L} layers, parameters have {len(params['layers'])}")
     _check_finite(params)
-    layers, m = [], emb.shape[1]
-    for p in params["layers"]:
+    V = int(config.vocab_size)
+    _check_shape("emb", emb, (V, config.emb_size))
+    layers, m = [], config.emb_size
+    for l, (p, n) in enumerate(zip(params["layers"], config.hidden_sizes)):
         q = prepare_layer(config.cell, p, m, dtype)
+        if q["n"] != n:
+            raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
         layers.append(q)
-        m = q["n"]
+        m = n
+    _check_shape("out_W", params["out_W"], (V, m))
+    _check_shape("out_b", params["out_b"], (V,))
     return Prepared(config.cell, int(config.vocab_size), np.ascontiguousarray(emb), tuple(layers),
                     pack_panels(params["out_W"], dtype), pad_panels(params["out_b"], dtype))
 
@@ -638,6 +654,10 @@ def run_layer(cell: str, q: dict, x: np.ndarray, state0=None):
     own form (LSTM ``(h, c)``, GRU ``h``, RHN ``q``) or None for zeros.
     """
     dtype = x.dtype
+    if x.ndim != 3 or x.shape[2] != q["W"].shape[1] or dtype != q["W"].dtype:
+        raise ValueError(f"layer input has shape {x.shape} and dtype {dtype}; the layer takes "
+                         f"(T, B, {q['W'].shape[1]}) {q['W'].dtype}")
+    x = np.ascontiguousarray(x)
     T, B, m = x.shape
     n = q["n"]
     width = q["W"].shape[0] * panel_width(dtype)                 # G n rounded up to whole panels

@@ -243,6 +243,38 @@ def test_prepare_rejects_non_finite_parameters(where):
         kernels.prepare(config, params)
 
 
+@pytest.mark.parametrize("key, shape, message", [
+    ("emb", (7, 3), r"emb has shape \(7, 3\)"),
+    ("out_W", None, r"out_W has shape"),
+    ("out_b", None, r"out_b has shape"),
+])
+def test_prepare_rejects_parameters_that_do_not_fit_the_config(key, shape, message):
+    """The kernels read by flat offsets without bounds checks: a wrong size must stop at prepare."""
+    config, params, _, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
+    a = params[key]
+    params[key] = np.zeros(shape if shape else (a.shape[0], a.shape[-1] + 1) if a.ndim == 2 else (a.shape[0] + 1,),
+                           np.float32)
+    with pytest.raises(ValueError, match=message):
+        kernels.prepare(config, params)
+
+
+def test_prepare_rejects_a_layer_wider_than_the_config():
+    config, params, _, _ = random_problem("gru", 5, np.float32, sizes=(3, (4,)))
+    wider = model.init_params(ModelConfig("gru", config.vocab_size, 3, (5,)), np.random.default_rng(0))
+    params["layers"] = wider["layers"]
+    with pytest.raises(ValueError, match=r"layer 1 has 5 units, the config says 4"):
+        kernels.prepare(config, params)
+
+
+def test_run_layer_rejects_an_input_of_the_wrong_width_or_dtype():
+    config, params, _, _ = random_problem("rhn", 5, np.float32, sizes=(3, (4,)))
+    q = kernels.prepare(config, params).layers[0]
+    with pytest.raises(ValueError, match=r"the layer takes \(T, B, 3\) float32"):
+        kernels.run_layer("rhn", q, np.zeros((2, 2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"the layer takes \(T, B, 3\) float32"):
+        kernels.run_layer("rhn", q, np.zeros((2, 2, 3), np.float64))
+
+
 def test_prepare_rejects_wrong_recurrent_shape():
     config, params, _, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
     params["layers"][0]["U"] = params["layers"][0]["U"][:, :3]
