@@ -22,13 +22,12 @@ import time
 import numpy as np
 
 from l0ref import kernels, model
-from l0ref.bench import BATCH, MATMUL_N, STEPS, VOCAB, rerun_with_thread_env
+from l0ref.bench import BATCH, MATMUL_N, STEPS, STRUCTURES, VOCAB, macs_by_stage, rerun_with_thread_env
 from l0ref.model import ModelConfig
 
 TIMED = ("matmul_bias", "lstm_sequence", "gru_sequence", "rhn_sequence", "output_log_probs")
-CONFIGS = {"lstm": ModelConfig("lstm", VOCAB, 251, (296, 247)),
-           "gru": ModelConfig("gru", VOCAB, 251, (296, 247)),
-           "rhn": ModelConfig("rhn", VOCAB, 389, (389,), {"depth": 10})}
+#: The compact configurations of the benchmark (``l0ref.bench.STRUCTURES``), by cell.
+CONFIGS = {cell: ModelConfig(cell, VOCAB, e, hs, opts) for cell, kind, e, hs, opts in STRUCTURES if kind == "compact"}
 
 
 def instrument(record: list) -> None:
@@ -45,19 +44,9 @@ def instrument(record: list) -> None:
 
 
 def stage_flops(config: ModelConfig) -> list[tuple[str, float]]:
-    """(stage name, FLOPs) in the order ``kernels.run`` calls them."""
-    G = kernels.CELL_BLOCKS[config.cell]
-    depth = config.cell_options.get("depth", 1)
-    N = STEPS * BATCH
-    out, m = [], config.emb_size
-    for l, n in enumerate(config.hidden_sizes, 1):
-        out.append((f"layer {l} input product", 2 * N * m * G * n))
-        recurrent = depth * G * n * n if config.cell == "rhn" else G * n * n
-        out.append((f"layer {l} recurrence", 2 * N * recurrent))
-        m = n
-    out.append(("output product", 2 * N * m * config.vocab_size))
-    out.append(("log-softmax", 0))
-    return out
+    """(stage name, FLOPs of a batch) in the order ``kernels.run`` calls them, from
+    ``bench.macs_by_stage``; the log-softmax last, with none."""
+    return [(name, 2 * STEPS * BATCH * macs) for name, macs in macs_by_stage(config)] + [("log-softmax", 0)]
 
 
 def main(argv=None) -> int:
@@ -97,7 +86,7 @@ def main(argv=None) -> int:
             continue
         for name, (_, seconds, _) in zip(names[:-2], record[:-1]):
             times[name].append(seconds)
-        times["output product"].append(t_product)
+        times["softmax product"].append(t_product)
         times["log-softmax"].append(record[-1][1] - t_product)
         times["whole forward"].append(t_run)
         times["matmul"].append(t_matmul)

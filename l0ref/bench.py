@@ -87,20 +87,27 @@ def rerun_with_thread_env(command: list[str]) -> int | None:
     return subprocess.run(command, env={**os.environ, **missing}).returncode
 
 
+def macs_by_stage(config: ModelConfig) -> list[tuple[str, int]]:
+    """Multiply-adds per token of each stage of the forward, in the order it runs them:
+    each layer's input product and recurrent product, then the softmax product (see the
+    module docstring)."""
+    gate_blocks = {"lstm": 4, "gru": 3, "rhn": 2}
+    if config.cell not in gate_blocks:
+        raise ValueError(f"no multiply-add count for cell {config.cell!r}")
+    G = gate_blocks[config.cell]
+    depth = config.cell_options.get("depth", 1) if config.cell == "rhn" else 1
+    stages, m = [], config.emb_size
+    for l, n in enumerate(config.hidden_sizes, 1):
+        stages.append((f"layer {l} input product", G * n * m))
+        stages.append((f"layer {l} recurrence", depth * G * n * n))
+        m = n
+    stages.append(("softmax product", config.vocab_size * m))
+    return stages
+
+
 def macs_per_token(config: ModelConfig) -> int:
     """Multiply-adds per token of the forward (see the module docstring)."""
-    m, total = config.emb_size, 0
-    for n in config.hidden_sizes:
-        if config.cell == "lstm":
-            total += 4 * n * (m + n)
-        elif config.cell == "gru":
-            total += 3 * n * (m + n)
-        elif config.cell == "rhn":
-            total += 2 * n * m + config.cell_options.get("depth", 1) * 2 * n * n
-        else:
-            raise ValueError(f"no multiply-add count for cell {config.cell!r}")
-        m = n
-    return total + config.vocab_size * m
+    return sum(macs for _, macs in macs_by_stage(config))
 
 
 def structure_name(config: ModelConfig) -> str:
@@ -363,4 +370,4 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["main", "macs_per_token", "STRUCTURES", "torch_model", "targets", "rerun_with_thread_env", "THREAD_ENV"]
+__all__ = ["main", "macs_per_token", "macs_by_stage", "STRUCTURES", "torch_model", "targets", "rerun_with_thread_env", "THREAD_ENV"]
