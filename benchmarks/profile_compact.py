@@ -2,14 +2,14 @@
 
     python benchmarks/profile_compact.py [--cell lstm|gru|rhn] [--rounds 60]
 
-Runs ``kernels.run`` on the compact model of the paper's Table 1 (vocabulary 10,000,
+Runs ``driver.run`` on the compact model of the paper's Table 1 (vocabulary 10,000,
 batch 10, 30 steps, (251, 296, 247); the RHN: depth 10, width 389) with the kernels'
 entry points wrapped in timers, so every stage is timed inside the real forward:
 each layer's input product (``matmul_bias``) and recurrence (``*_sequence``), and the
 output layer (``output_log_probs``), split into its product and its log-softmax by
 timing the product alone on the same arguments right after.  A 2048 x 2048 float32
 numpy product is timed in the same rounds for the machine's matrix-product rate,
-under the benchmark's thread settings (``l0ref.bench.THREAD_ENV``).
+under the benchmark's thread settings (``l0ref.experiments.table1.THREAD_ENV``).
 Medians over the rounds; "% of matmul" is each stage's FLOPs (2 x multiply-adds) per
 second over that rate (the log-softmax and the rest have no multiply-adds).
 """
@@ -21,31 +21,33 @@ import time
 
 import numpy as np
 
-from l0ref import kernels, model
-from l0ref.bench import BATCH, MATMUL_N, STEPS, STRUCTURES, VOCAB, macs_by_stage, rerun_with_thread_env
-from l0ref.model import ModelConfig
+from l0ref import models as model
+from l0ref.fast import driver
+from l0ref.gates import PARAMS_KEY
+from l0ref.experiments.table1 import BATCH, MATMUL_N, STEPS, STRUCTURES, VOCAB, macs_by_stage, rerun_with_thread_env
+from l0ref.models import ModelConfig
 
 TIMED = ("matmul_bias", "lstm_sequence", "gru_sequence", "rhn_sequence", "output_log_probs")
-#: The compact configurations of the benchmark (``l0ref.bench.STRUCTURES``), by cell.
+#: The compact configurations of the benchmark (``l0ref.experiments.table1.STRUCTURES``), by cell.
 CONFIGS = {cell: ModelConfig(cell, VOCAB, e, hs, opts) for cell, kind, e, hs, opts in STRUCTURES if kind == "compact"}
 
 
 def instrument(record: list) -> None:
     """Replace the kernels' entry points by timed wrappers that append (name, seconds, args)."""
     for name in TIMED:
-        fn = getattr(kernels, name)
+        fn = getattr(driver, name)
 
         def timed(*args, _fn=fn, _name=name):
             t0 = time.perf_counter()
             out = _fn(*args)
             record.append((_name, time.perf_counter() - t0, args))
             return out
-        setattr(kernels, name, timed)
+        setattr(driver, name, timed)
 
 
 def stage_flops(config: ModelConfig) -> list[tuple[str, float]]:
-    """(stage name, FLOPs of a batch) in the order ``kernels.run`` calls them, from
-    ``bench.macs_by_stage``; the log-softmax last, with none."""
+    """(stage name, FLOPs of a batch) in the order ``driver.run`` calls them, from
+    ``table1.macs_by_stage``; the log-softmax last, with none."""
     return [(name, 2 * STEPS * BATCH * macs) for name, macs in macs_by_stage(config)] + [("log-softmax", 0)]
 
 
@@ -61,11 +63,11 @@ def main(argv=None) -> int:
     config = CONFIGS[args.cell]
     rng = np.random.default_rng(0)
     params = model.init_params(config, rng, dtype=np.float32)
-    params.pop("log_alpha")
-    prepared = kernels.prepare(config, params)
+    params.pop(PARAMS_KEY)
+    prepared = driver.prepare(config, params)
     tokens = rng.integers(0, VOCAB, (STEPS, BATCH))
     A = rng.standard_normal((MATMUL_N, MATMUL_N), dtype=np.float32)
-    product_alone = kernels.matmul_bias                          # before it is wrapped
+    product_alone = driver.matmul_bias                          # before it is wrapped
     record: list = []
     instrument(record)
     names = [name for name, _ in stage_flops(config)]
@@ -76,7 +78,7 @@ def main(argv=None) -> int:
         t_matmul = time.perf_counter() - t0
         record.clear()
         t0 = time.perf_counter()
-        kernels.run(prepared, tokens)
+        driver.run(prepared, tokens)
         t_run = time.perf_counter() - t0
         h, P, bias, logp, starts = record[-1][2]                 # output_log_probs' arguments
         t0 = time.perf_counter()

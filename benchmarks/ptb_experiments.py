@@ -1,9 +1,9 @@
 """PTB experiments of the training issue, at CPU scale, one command each.
 
-    python benchmarks/ptb_experiments.py l0-vs-dense   # L0-pruned vs dense 2-layer LSTM
-    python benchmarks/ptb_experiments.py ablation      # Wen et al. Table 2: lam1 of layer 1 x 1..5
-    python benchmarks/ptb_experiments.py cells         # the same L0 run for a GRU and an RHN
-    python benchmarks/ptb_experiments.py single ...    # one run with explicit settings (tuning)
+    python benchmarks/ptb_experiments.py l0-vs-dense --data-dir DIR   # L0-pruned vs dense 2-layer LSTM
+    python benchmarks/ptb_experiments.py ablation --data-dir DIR      # Wen et al. Table 2: lam1 of layer 1 x 1..5
+    python benchmarks/ptb_experiments.py cells --data-dir DIR         # the same L0 run for a GRU and an RHN
+    python benchmarks/ptb_experiments.py single --data-dir DIR ...    # one run with explicit settings (tuning)
 
 Each prints a markdown table and writes ``results.json``, ``table.md`` and PNG plots to
 ``benchmarks/results/ptb/<experiment>/`` (one sub-directory per run with its
@@ -27,16 +27,12 @@ bit on the same machine and library versions.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "ptb"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "ptb"
 DEV_FRACTION = 0.10
 SPLIT_NOTE = ("Not the standard PTB split: trained on the first 90% of the lines of ptb.valid.txt, "
@@ -86,8 +82,7 @@ def load_data(data_dir: Path):
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         sys.exit(f"ptb_experiments: error: PTB file(s) not found: {', '.join(missing)}\n"
-                 f"  pass --data-dir DIR (a directory holding ptb.valid.txt and ptb.test.txt); "
-                 f"default {DEFAULT_DATA}")
+                 f"  --data-dir must be a directory holding ptb.valid.txt and ptb.test.txt")
     lines = data_mod.read_text(files["valid"]).replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -103,91 +98,38 @@ def load_data(data_dir: Path):
 # ---------------------------------------------------------------------------------------
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, allow_nan=False) + "\n")
-
-
 def run_one(name: str, out_dir: Path, corpus, *, cell: str, emb: int, hidden, depth: int | None = None,
             lam1=(1.0,), lam2=(1.0,), overrides: dict | None = None, plots: bool = True,
             max_minutes: float | None = None) -> dict:
-    """Train one model, evaluate dev and test with test-time gates, compact it, check the
-    compaction, write the run directory; returns the summary."""
-    from l0ref import cli, model, report
-    from l0ref import compact as compact_mod
-    from l0ref import gates as gates_mod
-    from l0ref import train as train_mod
+    """One run of the pipeline (``l0ref.experiments.pipeline``) in ``out_dir/name``, with the
+    parameters of the epoch of lowest dev perplexity selected; returns its summary."""
+    from l0ref import training
+    from l0ref.experiments import pipeline
 
     kw = dict(BASE_TRAIN)
     kw.update(overrides or {})
     kw.update(lam1=tuple(lam1), lam2=tuple(lam2))
-    cfg = train_mod.TrainConfig(**kw)
+    cfg = training.TrainConfig(**kw)
     opts = {"depth": int(depth)} if cell == "rhn" else {}
-    mc = model.ModelConfig(cell, len(corpus.vocab), int(emb), tuple(int(h) for h in hidden), opts)
-    state = train_mod.init_state(mc, cfg, corpus.train.size, corpus.vocab.to_list(), corpus.level)
-    run_dir = out_dir / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lam = ", ".join(f"L{l + 1} lam1 {a:g} lam2 {b:g}" for l, (a, b) in
-                    enumerate(zip(*[train_mod._broadcast(v, mc.n_layers, n) for v, n in ((cfg.lam1, "lam1"), (cfg.lam2, "lam2"))])))
+    model = {"cell": cell, "emb_size": int(emb), "hidden_sizes": tuple(int(h) for h in hidden), "cell_options": opts}
     print(f"\n=== {name}: {cell.upper()} emb {emb} hidden {'x'.join(map(str, hidden))}"
-          f"{f' depth {depth}' if cell == 'rhn' else ''}, {model.n_params(mc, state.params):,} params | {lam} (x0.08/N, "
-          f"N={corpus.train.size:,}) | {cfg.optimizer} lr {cfg.lr:g} dropout {cfg.dropout:g} "
-          f"log_alpha init {cfg.log_alpha_init:g} lr x{cfg.log_alpha_lr_scale:g} | {cfg.epochs} epochs, seed {cfg.seed}",
-          flush=True)
+          f"{f' depth {depth}' if cell == 'rhn' else ''} | lam1 {list(cfg.lam1)} lam2 {list(cfg.lam2)} (x0.08/N) | "
+          f"{cfg.optimizer} lr {cfg.lr:g} dropout {cfg.dropout:g} log_alpha init {cfg.log_alpha_init:g} "
+          f"lr x{cfg.log_alpha_lr_scale:g} | {cfg.epochs} epochs, seed {cfg.seed}", flush=True)
 
-    best = {"ppl": math.inf, "epoch": None, "params": None}
+    def on_epoch(entry):
+        from l0ref.training import describe
+        print(f"  [{name}] {describe(entry)}", flush=True)
 
-    def on_record(st):
-        e = st.history[-1]
-        mark = ""
-        if e.get("valid_ppl") is not None and e["valid_ppl"] < best["ppl"]:
-            best.update(ppl=e["valid_ppl"], epoch=e["epoch"], params=model.map_params(np.copy, st.params))
-            mark = "  *best dev"
-        print(f"  [{name}] {train_mod.describe(e)}{mark}", flush=True)
-
-    t0 = time.perf_counter()
-    max_seconds = None if max_minutes is None else 60.0 * max_minutes
-    train_mod.fit(state, corpus.train, corpus.valid, on_record=on_record, max_seconds=max_seconds)
-    train_s = time.perf_counter() - t0
-    stopped_by_time = state.epoch < cfg.epochs
-    if stopped_by_time:
-        print(f"  [{name}] STOPPED by the time cap ({max_minutes:g} min) after {state.epoch} epochs", flush=True)
-    final_dev = state.history[-1].get("valid_ppl") if state.history else None
-    # Model selection on dev: the snapshot of the epoch with the lowest dev perplexity.
-    p = best["params"] if best["params"] is not None else state.params
-    g = gates_mod.test_gates(p["log_alpha"])
-    dev_ppl = math.exp(train_mod.evaluate(mc, p, corpus.valid, batch_size=cfg.eval_batch_size, bptt=cfg.bptt, gates=g))
-    test_ppl = math.exp(train_mod.evaluate(mc, p, corpus.test, batch_size=cfg.eval_batch_size, bptt=cfg.bptt, gates=g))
-    cm = compact_mod.compact(mc, p, g)
-    from l0ref import data as data_mod
-    tokens = data_mod.batchify(corpus.test, cli.TIMING_BATCH)[:cli.TIMING_STEPS]
-    check = cli.check_compaction(mc, p, cm, tokens)
-    st = compact_mod.structure(cm)
-    cli.save_compact(run_dir / "compact.npz", cm, state.vocab, state.level)
-    summary = {
-        "name": name, "label": name, "cell": cell, "sizes": list(mc.group_sizes),
-        "live": [len(k) for k in cm.kept], "lam1": list(cfg.lam1), "lam2": list(cfg.lam2),
-        "lambda": list(cfg.lam1), "dev_ppl": dev_ppl, "valid_ppl": dev_ppl, "test_ppl": test_ppl,
-        "params_before": st.params_before, "params_after": st.params_after,
-        "macs_before": st.macs_before, "macs_after": st.macs_after,
-        "expected_nonzero": train_mod.structure(mc, p)["expected_nonzero"],
-        "compact_max_abs_diff": check["max_abs_diff"], "epochs": state.epoch, "steps": state.step,
-        "selected_epoch": best["epoch"], "final_epoch_dev_ppl": final_dev, "stopped_by_time": stopped_by_time,
-        "train_seconds": train_s, "wall_seconds": time.perf_counter() - t0,
-        "config": {"model": mc.to_dict(), "train": cfg.to_dict()}, "data": SPLIT_NOTE,
-    }
-    _write_json(run_dir / "summary.json", summary)
-    _write_json(run_dir / "history.json", {"history": state.history, "summary": summary,
-                                           "config": summary["config"]})
-    if plots:
-        report.plot_live_neurons(state.history, run_dir / "live.png", sizes=mc.group_sizes,
-                                 title=f"{name}: live neurons ({cell.upper()}, PTB valid->test, non-standard split)")
-        report.plot_structure(mc, p, run_dir / "structure.png", g, title=f"{name}: kept structure")
-    print(f"  [{name}] selected epoch {best['epoch']} (best dev) | dev ppl {dev_ppl:.2f} | test ppl {test_ppl:.2f} | live {'/'.join(map(str, summary['live']))} "
-          f"of {'/'.join(map(str, mc.group_sizes))} | params {st.params_after:,}/{st.params_before:,} | "
-          f"MACs/token {st.macs_after:,}/{st.macs_before:,} | compaction check max|dlogp| "
-          f"{check['max_abs_diff']:.1e} | {summary['wall_seconds']:.0f}s", flush=True)
-    return summary
+    spec = pipeline.RunSpec(out=out_dir / name, name=name, train=cfg, model=model, corpus_obj=corpus,
+                            data_note=SPLIT_NOTE, selection="best_valid", max_minutes=max_minutes, plots=plots,
+                            on_epoch=on_epoch)
+    s = pipeline.run(spec, log=lambda line: None)
+    print(f"  [{name}] selected epoch {s['selected_epoch']} (best dev) | dev ppl {s['valid_ppl']:.2f} | test ppl "
+          f"{s['test_ppl']:.2f} | live {'/'.join(map(str, s['live']))} of {'/'.join(map(str, s['sizes']))} | "
+          f"params {s['params_after']:,}/{s['params_before']:,} | MACs/token {s['macs_after']:,}/{s['macs_before']:,} | "
+          f"compaction check max|dlogp| {s['compact_max_abs_diff']:.1e} | {s['wall_seconds']:.0f}s", flush=True)
+    return s
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,15 +149,16 @@ def model_table(rows: list[dict], ref: dict | None, caption: str) -> str:
     for s in rows:
         ratio = f"{s['test_ppl'] / ref['test_ppl']:.3f}" if ref else "-"
         out.append(f"| {s['name']} | {_live(s)} | {s['params_after']:,} ({s['params_after'] / s['params_before']:.0%}) | "
-                   f"{s['macs_after']:,} ({s['macs_after'] / s['macs_before']:.0%}) | {s['selected_epoch']}/{s['epochs']} | {s['dev_ppl']:.2f} | "
+                   f"{s['macs_after']:,} ({s['macs_after'] / s['macs_before']:.0%}) | {s['selected_epoch']}/{s['epochs']} | {s['valid_ppl']:.2f} | "
                    f"{s['test_ppl']:.2f} | {ratio} |")
     return "\n".join(out)
 
 
 def _finish(out_dir: Path, experiment: str, table: str, doc: dict, t0: float) -> None:
+    from l0ref.experiments.summary import write_json
     wall = time.perf_counter() - t0
     doc = {"experiment": experiment, "data": SPLIT_NOTE, "wall_seconds": wall, **doc}
-    _write_json(out_dir / "results.json", doc)
+    write_json(out_dir / "results.json", doc)
     text = table + f"\n\nWall time of `{experiment}`: {wall / 60:.1f} min.\n"
     (out_dir / "table.md").write_text(text)
     print("\n" + text, flush=True)
@@ -275,7 +218,7 @@ def exp_ablation(args) -> None:
              "|---:|---|---:|---:|---:|---:|---:|"]
     for s in runs:
         lines.append(f"| {s['multiplier']:g} | {_live(s)} | {s['params_after']:,} | {s['macs_after']:,} | {s['selected_epoch']}/{s['epochs']} | "
-                     f"{s['dev_ppl']:.2f} | {s['test_ppl']:.2f} |")
+                     f"{s['valid_ppl']:.2f} | {s['test_ppl']:.2f} |")
     emb = [s["live"][0] for s in runs]
     ppl = [s["test_ppl"] for s in runs]
     mono_emb = all(a >= b for a, b in zip(emb, emb[1:]))
@@ -345,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data-dir", type=Path, default=DEFAULT_DATA,
-                        help=f"directory with ptb.valid.txt and ptb.test.txt (default {DEFAULT_DATA})")
+    common.add_argument("--data-dir", type=Path, required=True,
+                        help="directory with ptb.valid.txt and ptb.test.txt (Mikolov's preprocessing)")
     common.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results root (default {DEFAULT_OUT})")
     common.add_argument("--max-minutes-per-run", type=float, default=None,
                         help="cap on each run's training time (a safety net on a loaded machine; a run it stops "

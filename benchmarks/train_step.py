@@ -2,7 +2,7 @@
 
 Vocabulary 10000, embedding and two LSTM layers of 200, batch 20, 35 steps, full
 softmax, float32; one step = sample the gates, forward, hand-written backward, the
-L0 penalty (Eq. 7), global-norm clipping and the SGD update (``l0ref.train.train_step``).
+L0 penalty (Eq. 7), global-norm clipping and the SGD update (``l0ref.training.train_step``).
 
 Where PyTorch is importable (not a dependency: ``pip install torch==2.13.0``), the same
 run also times, with torch autograd:
@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from l0ref import model, train
+from l0ref import models as model
+from l0ref import training as train
 
 V, E, H, B, T = 10000, 200, 200, 20, 35
 

@@ -7,7 +7,7 @@ file's format and version, so a reader rejects a file meant for something else::
 
     __header__        uint8 (k,)   JSON: {"format": ..., "version": ..., ...}
     params/emb        (V, e)       one entry per array of a nested parameter tree,
-    params/layers.0.W (4n, m)      named by ``model.flat_names``
+    params/layers.0.W (4n, m)      named by ``tree.walk``
     ...
 
 Writing is atomic: the archive goes to a temporary file in the target's directory, is
@@ -19,8 +19,8 @@ Reading turns every way a file can be bad -- truncated, not a zip, no header, a 
 that is not JSON, the wrong format or version, arrays missing or of the wrong shape -- into
 a ``ValueError`` that names the file.  A missing file stays ``FileNotFoundError``.
 
-This module knows nothing about training; ``train.py`` decides what goes in the header
-and the arrays.
+This module knows nothing about training; ``training/checkpoints.py`` decides what goes
+in the header and the arrays.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from .tree import walk
 
 HEADER_KEY = "__header__"
 
@@ -66,26 +68,9 @@ def decode_header(raw: np.ndarray, path="checkpoint") -> dict:
 
 
 def flatten(tree, prefix: str) -> dict[str, np.ndarray]:
-    """``{prefix/name: array}`` for a nested dict/list tree; names as ``model.flat_names``
-    gives them (dict keys sorted, list items numbered): ``params/layers.0.W``."""
-    out: dict[str, np.ndarray] = {}
-
-    def walk(node, name):
-        if isinstance(node, dict):
-            for k in sorted(node):
-                if not isinstance(k, str) or not k or "." in k or "/" in k or k.isdigit():
-                    raise ValueError(f"cannot store a tree with the key {k!r}")
-                walk(node[k], f"{name}.{k}" if name else k)
-        elif isinstance(node, (list, tuple)):
-            if not node:
-                raise ValueError(f"cannot store an empty list at {name!r}")
-            for i, item in enumerate(node):
-                walk(item, f"{name}.{i}" if name else str(i))
-        else:
-            out[f"{prefix}/{name}"] = np.asarray(node)
-
-    walk(tree, "")
-    return out
+    """``{prefix/name: array}`` for a nested dict/list tree, names as ``tree.walk`` gives
+    them (dict keys sorted, list items numbered): ``params/layers.0.W``."""
+    return {f"{prefix}/{name}": np.asarray(a) for name, a in walk(tree, strict=True)}
 
 
 def unflatten(arrays: dict[str, np.ndarray], prefix: str, path="checkpoint"):

@@ -1,4 +1,4 @@
-"""Compaction: from a masked full model to the small dense model it equals (DESIGN.md section 5).
+"""Compaction: from a masked full model to the small dense model it equals (``docs/design.md`` section 5).
 
 After training, the test-time gates (Eq. 10, 11) are numbers in [0, 1]; a gate that is
 exactly 0 belongs to a pruned neuron.  Eq. 2 masks a layer's weights as
@@ -24,8 +24,7 @@ Where each gate value goes (our choice; the paper does not spell compaction out)
 - the embedding is only cut (its gate, group 0, is layer 1's ``z``);
 - the softmax weights' kept columns are scaled by ``s_L``; the softmax bias is kept whole.
 
-Which axis of which cell parameter is which is a per-cell table, :data:`FOLD_AXES`
-(a cell module may carry its own ``FOLD_AXES`` attribute, which takes precedence):
+Which axis of which cell parameter is which, each cell module says in its ``FOLD_AXES``:
 
 - ``"rows"``: G gate blocks of n unit rows (G = the cell's ``BLOCKS``); cut to the kept
   units in every block and scaled by ``tile(s, G)``;
@@ -34,9 +33,8 @@ Which axis of which cell parameter is which is a per-cell table, :data:`FOLD_AXE
 - ``"hid"``: the n recurrent columns; cut to the kept units and scaled by ``s``;
 - ``None``: not a neuron axis (the RHN's micro-steps); kept whole.
 
-For the GRU (PyTorch's variant) ``r`` multiplies ``S_n * U_n (s * h) + b_hn``: folding
-``S_n`` and ``s`` into the kept part of ``U_n`` and cutting ``b_hn`` leaves that product
-unchanged.  For the RHN every micro-step's ``R^k`` is folded alike.
+(The GRU's ``FOLD_AXES`` says why its reset gate is no exception; the RHN folds every
+micro-step's ``R^k`` alike.)
 
 **A layer whose every neuron is pruned** becomes a layer of hidden size 0 (its
 parameters are arrays with a zero dimension, and it has no state).  The next layer then
@@ -48,40 +46,27 @@ group gives an embedding of width 0 in the same way.  Nothing is removed beyond 
 gated neurons: a layer of size 0 stays in the model, so ``cm.config`` always has as
 many layers as the original.
 
-Files (:func:`save`, :func:`load`): an ``.npz`` archive of plain arrays, written with
-``np.savez`` and read with ``allow_pickle=False``.  Its entry ``header`` is a uint8 array
-holding UTF-8 JSON: the format name and version, the compact and original configs
-(cell, sizes, cell options), the model dtype and the kept indices of every group.  The
-parameters are stored under the names of ``model.flat_names`` (``emb``,
-``layers.0.W``, ..., ``out_W``, ``out_b``).
+Files (:func:`save`, :func:`load`): an ``.npz`` archive of plain arrays (``checkpoint.py``),
+read with ``allow_pickle=False``.  Its entry ``__header__`` is a uint8 array holding
+UTF-8 JSON: the format name and version, the compact and original configs (cell, sizes,
+cell options), the model dtype and the kept indices of every group.  The parameters are
+stored under the names of ``tree.walk`` (``emb``, ``layers.0.W``, ..., ``out_W``, ``out_b``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import functools
-import json
 import os
 
 import numpy as np
 
 from . import checkpoint as ckpt
-from . import gates as gates_mod
-from . import model
-from .cells import get_cell
-from .model import ModelConfig
+from . import models
+from .cells import get_cell, layer_macs, layer_param_count
+from .models import ModelConfig
+from .tree import walk
 
 FORMAT_NAME = "l0ref-compact"
 FORMAT_VERSION = 1
-
-
-#: Per-cell folding rules: for every parameter, the kind of each of its axes (see the
-#: module docstring).  Weight layouts: LSTM W (4n, m), U (4n, n), b (4n,); GRU W (3n, m),
-#: U (3n, n), b_i, b_h (3n,); RHN W (2n, m), R (depth, 2n, n), b (depth, 2n).
-FOLD_AXES: dict[str, dict[str, tuple]] = {
-    "lstm": {"W": ("rows", "in"), "U": ("rows", "hid"), "b": ("bias",)},
-    "gru": {"W": ("rows", "in"), "U": ("rows", "hid"), "b_i": ("bias",), "b_h": ("bias",)},
-    "rhn": {"W": ("rows", "in"), "R": (None, "rows", "hid"), "b": (None, "bias")},
-}
 
 
 @dataclass
@@ -96,7 +81,7 @@ class CompactModel:
     ``original`` the ModelConfig of the full model;
     ``meta``     JSON-able extras that :func:`save` stores, e.g. ``{"vocab": [...], "level": "word"}``.
 
-    ``model.log_probs(cm.config, cm.params, tokens)`` (gates None) runs it.
+    ``models.log_probs(cm.config, cm.params, tokens)`` (gates None) runs it.
     """
 
     config: ModelConfig
@@ -106,23 +91,11 @@ class CompactModel:
     meta: dict = field(default_factory=dict)  #: JSON-able extras saved with it (vocabulary, level)
 
     def log_probs(self, tokens, state0=None):
-        """``model.log_probs`` of the compact model: (T, B, V) and the final states."""
-        return model.log_probs(self.config, self.params, tokens, None, state0)
+        """``models.log_probs`` of the compact model: (T, B, V) and the final states."""
+        return models.log_probs(self.config, self.params, tokens, None, state0)
 
     def structure(self) -> "Structure":
         return structure(self)
-
-
-def fold_axes(cell) -> dict[str, tuple]:
-    """The folding rule of a cell module: its own ``FOLD_AXES`` or this module's table."""
-    rules = getattr(cell, "FOLD_AXES", None) or FOLD_AXES.get(cell.NAME)
-    if rules is None:
-        raise ValueError(f"no compaction rule for cell {cell.NAME!r}: add one to "
-                         f"l0ref.compact.FOLD_AXES or give the cell module a FOLD_AXES table")
-    if set(rules) != set(cell.PARAM_KEYS):
-        raise ValueError(f"compaction rule of cell {cell.NAME!r} covers {sorted(rules)}, "
-                         f"the cell has parameters {sorted(cell.PARAM_KEYS)}")
-    return rules
 
 
 def check_compaction_gates(config: ModelConfig, gates, dtype) -> list[np.ndarray]:
@@ -154,19 +127,16 @@ def compact(config: ModelConfig, params: dict, gates=None) -> CompactModel:
     Fully pruned groups give size-0 layers (see the module docstring).
     """
     cell = get_cell(config.cell)
-    dtype = model.check_params(config, params)
+    dtype = models.check_params(config, params)
     if gates is None:
-        if "log_alpha" not in params:
-            raise ValueError("no gates given and the parameters have no 'log_alpha' to take test-time gates from")
-        gates = gates_mod.test_gates(params["log_alpha"])
+        gates = models.inference_gates(params)
     g = check_compaction_gates(config, gates, dtype)
     kept = [np.flatnonzero(gl != 0).astype(np.int64) for gl in g]
-    rules = fold_axes(cell)
 
     layers = []
     for l, p in enumerate(params["layers"]):
         # layer l + 1 (1-based) reads z = group l, s = group l + 1
-        layers.append(_fold_layer(cell, rules, p, g[l], g[l + 1], kept[l], kept[l + 1], dtype))
+        layers.append(_fold_layer(cell, p, g[l], g[l + 1], kept[l], kept[l + 1], dtype))
     k0, kL = kept[0], kept[-1]
     small = {
         "emb": np.ascontiguousarray(np.asarray(params["emb"])[:, k0], dtype),           # (V, e')
@@ -175,11 +145,11 @@ def compact(config: ModelConfig, params: dict, gates=None) -> CompactModel:
         "out_b": np.ascontiguousarray(params["out_b"], dtype),                           # (V,)
     }
     small_config = ModelConfig(config.cell, config.vocab_size, len(k0), tuple(len(k) for k in kept[1:]),
-                               dict(config.cell_options))
+                               dict(config.cell_options), config.gate_families)
     return CompactModel(small_config, small, kept, config)
 
 
-def _fold_layer(cell, rules, p: dict, z, s, kz, ks, dtype) -> dict:
+def _fold_layer(cell, p: dict, z, s, kz, ks, dtype) -> dict:
     """One layer's kept rows and columns of Eq. 2's ``W_hat``, ``U_hat`` (biases only cut)."""
     G = cell.BLOCKS
     n = s.shape[0]
@@ -189,7 +159,7 @@ def _fold_layer(cell, rules, p: dict, z, s, kz, ks, dtype) -> dict:
     out = {}
     for key in cell.PARAM_KEYS:
         a = np.asarray(p[key])
-        axes = rules[key]
+        axes = cell.FOLD_AXES[key]
         if a.ndim != len(axes):
             raise ValueError(f"cell {cell.NAME!r} parameter {key} has {a.ndim} axes, its folding rule {len(axes)}")
         for axis, kind in enumerate(axes):
@@ -263,26 +233,11 @@ class Structure:
         return sum(c.macs_after for c in self.components)
 
 
-@functools.lru_cache(maxsize=64)
-def _param_shapes(cell_name: str, m: int, n: int, options_json: str) -> dict:
-    """Shapes of a cell's parameters for sizes (m, n), from its own ``init_params``."""
-    cell = get_cell(cell_name)
-    p = cell.init_params(m, n, np.random.default_rng(0), np.float32, init_range=1.0, **json.loads(options_json))
-    return {k: np.shape(v) for k, v in p.items()}
-
-
 def _layer_counts(config: ModelConfig, m: int, n: int) -> tuple[int, int]:
-    """(parameters, multiply-adds per token) of one layer with input m and hidden n.
-
-    Multiply-adds count the matrix-vector products: every entry of every matrix with an
-    input or recurrent axis (all G gate blocks, every RHN micro-step), once per token.
-    """
+    """(parameters, multiply-adds per token) of one layer with input m and hidden n
+    (``cells.layer_param_count``, ``cells.layer_macs``: every gate block, every RHN micro-step)."""
     cell = get_cell(config.cell)
-    rules = fold_axes(cell)
-    shapes = _param_shapes(config.cell, m, n, json.dumps(config.cell_options, sort_keys=True))
-    params = sum(int(np.prod(sh)) for sh in shapes.values())
-    macs = sum(int(np.prod(shapes[k])) for k, axes in rules.items() if "in" in axes or "hid" in axes)
-    return params, macs
+    return layer_param_count(cell, m, n, config.cell_options), sum(layer_macs(cell, m, n, config.cell_options))
 
 
 def structure(cm: CompactModel) -> Structure:
@@ -369,13 +324,13 @@ def save(path, cm: CompactModel) -> None:
     """Write ``cm`` to ``path`` (exactly that name: no ``.npz`` is appended).
 
     The file is a ``checkpoint.save_npz`` archive: plain arrays named as
-    ``model.flat_names`` gives them, and a JSON header with the format, both configs,
+    ``tree.walk`` gives them, and a JSON header with the format, both configs,
     the dtype, the kept indices and ``cm.meta`` (e.g. the vocabulary).  Atomic: a
     crash while saving leaves the previous file at ``path`` intact.
     """
-    dtype = model.check_params(cm.config, cm.params)
+    dtype = models.check_params(cm.config, cm.params, gates=False)
     _check_kept(cm.kept, cm.original, cm.config)
-    arrays = dict(zip(model.flat_names(cm.params), model.leaves(cm.params)))
+    arrays = dict(walk(cm.params))
     ckpt.save_npz(path, _header(cm, dtype), arrays)
 
 
@@ -435,12 +390,12 @@ def load(path) -> CompactModel:
 
 
 def _expected_shapes(config: ModelConfig) -> dict:
-    """Array name -> shape for a model of ``config`` (names as ``model.flat_names``)."""
+    """Array name -> shape for a model of ``config`` (names as ``tree.walk`` gives them)."""
     V, m = config.vocab_size, config.emb_size
     shapes = {"emb": (V, m)}
-    options = json.dumps(config.cell_options, sort_keys=True)
+    cell = get_cell(config.cell)
     for l, n in enumerate(config.hidden_sizes):
-        for k, shape in _param_shapes(config.cell, m, n, options).items():
+        for k, shape in cell.param_shapes(m, n, **config.cell_options).items():
             shapes[f"layers.{l}.{k}"] = tuple(shape)
         m = n
     shapes["out_W"] = (V, m)
@@ -448,6 +403,5 @@ def _expected_shapes(config: ModelConfig) -> dict:
     return shapes
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "FOLD_AXES", "CompactModel", "Component", "Structure",
-           "compact", "compact_state", "check_compaction_gates", "fold_axes", "structure",
-           "format_structure", "save", "load"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CompactModel", "Component", "Structure",
+           "compact", "compact_state", "check_compaction_gates", "structure", "format_structure", "save", "load"]

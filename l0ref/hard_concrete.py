@@ -20,7 +20,7 @@ which does not overflow).
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, log_expit
+from scipy.special import expit
 
 BETA = 2.0 / 3.0  #: temperature of the binary concrete
 GAMMA = -0.1  #: lower end of the stretch (Wen et al. Eq. 8 calls this zeta)
@@ -193,10 +193,3 @@ def deterministic_grad(log_alpha, *, gamma: float = GAMMA, zeta: float = ZETA) -
     s_bar = _stretch(a, gamma, zeta)
     inside = (s_bar > 0) & (s_bar < 1)
     return np.where(inside, (zeta - gamma) * a * (1 - a), 0.0).astype(log_alpha.dtype, copy=False)
-
-
-def log_prob_nonzero(log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: float = ZETA) -> np.ndarray:
-    """``log P(z != 0)``, finite even where ``P`` underflows (used by reports)."""
-    check_hyperparameters(beta, gamma, zeta)
-    log_alpha = _check_log_alpha(log_alpha)
-    return log_expit(log_alpha - beta * np.log(-gamma / zeta)).astype(log_alpha.dtype, copy=False)

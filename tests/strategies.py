@@ -176,7 +176,8 @@ def stack_problem(draw, cell, n_layers: int, max_size: int = 4, max_steps: int =
 
 # --- Language models (tests/test_model.py, tests/test_compact.py) --------------------------
 
-from l0ref import model as _model  # noqa: E402  (appended section)
+from l0ref import models as _model  # noqa: E402  (appended section)
+from l0ref import tree as _tree  # noqa: E402
 
 #: Cell options of the model-level tests, drawn per cell: a shallow RHN keeps them fast.
 LM_CELL_OPTIONS = {"rhn": st.fixed_dictionaries({"depth": st.integers(1, 2)})}
@@ -197,7 +198,7 @@ def lm_configs(draw, cell_name: str, max_vocab: int = 5, max_size: int = 3, max_
 def lm_params(draw, config, lo: float = -1.0, hi: float = 1.0):
     """Model parameters of ``config`` (log_alpha included), every array drawn in [lo, hi], float64."""
     template = _model.init_params(config, np.random.default_rng(0), np.float64, init_range=1.0)
-    return _model.map_params(lambda a: draw(arrays(a.shape, lo, hi)), template)
+    return _tree.map_tree(lambda a: draw(arrays(a.shape, lo, hi)), template)
 
 
 def token_arrays(shape, vocab_size: int):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0ref import gates
@@ -25,8 +25,8 @@ from tests import naive
 from tests.gradcheck import check_gradients
 from tests.strategies import arrays, cell_problem, uniforms_for, values
 
-GRAD_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+GRAD_SETTINGS = settings(max_examples=25)
+SETTINGS = settings(max_examples=15)
 
 #: log_alpha values whose test-time gate (Eq. 10, 11) is at least 0.04 away from the
 #: clamp's kinks: inside (0, 1) for |log_alpha| <= 2, clamped to 0 or 1 beyond 3.5.
@@ -91,7 +91,7 @@ def check_log_alpha_chain(cell, problem, log_alphas, uniforms=None) -> None:
     d_read = np.random.default_rng(1).normal(size=(B, n))
 
     def gate_values():
-        return gates.test_gates(log_alphas) if uniforms is None else gates.sample_gates(log_alphas, uniforms)
+        return gates.deterministic_gates(log_alphas) if uniforms is None else gates.sample_gates(log_alphas, uniforms)
 
     def loss():
         g = gate_values()

@@ -15,16 +15,17 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0ref import compact as C
 from l0ref import gates as gates_mod
-from l0ref import model
+from l0ref import tree
+from l0ref import models as model
 from l0ref.cells import CELLS
 from tests.strategies import lm_problem, token_arrays
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=25)
 RTOL = {np.float64: 1e-12, np.float32: 1e-5}
 DEPTH = 2  #: RHN depth of the hand-built examples
 
@@ -36,7 +37,7 @@ def assert_same_log_probs(actual, desired, dtype):
 
 
 def cast(params, dtype):
-    return model.map_params(lambda a: np.asarray(a, dtype), params)
+    return tree.map_tree(lambda a: np.asarray(a, dtype), params)
 
 
 def options(name):
@@ -68,7 +69,7 @@ def check_equivalence(config, params, g, tokens, dtype):
     full, finals = model.log_probs(config, params, tokens, g)
     small, small_finals = cm.log_probs(tokens)
     assert_same_log_probs(small, full, dtype)
-    for a, b in zip(model.leaves(C.compact_state(cm, finals)), model.leaves(small_finals)):
+    for a, b in zip(tree.leaves(C.compact_state(cm, finals)), tree.leaves(small_finals)):
         np.testing.assert_allclose(b, a, rtol=RTOL[dtype], atol=RTOL[dtype])
     full2, _ = model.log_probs(config, params, tokens[::-1], g, finals)
     small2, _ = cm.log_probs(tokens[::-1], C.compact_state(cm, finals))
@@ -84,7 +85,7 @@ def check_compact_layout(cm, config, g, dtype):
         np.testing.assert_array_equal(k, np.flatnonzero(np.asarray(gl, dtype) != 0))
     assert "log_alpha" not in cm.params
     model.check_params(cm.config, cm.params)
-    for a in model.leaves(cm.params):
+    for a in tree.leaves(cm.params):
         assert a.dtype == dtype and a.flags.c_contiguous
 
 
@@ -127,8 +128,8 @@ def test_all_kept_leaves_the_weights_unchanged(name):
     cm = C.compact(config, params, g)
     assert cm.config == config
     ref = {k: v for k, v in params.items() if k != "log_alpha"}
-    assert model.flat_names(cm.params) == model.flat_names(ref)
-    for a, b in zip(model.leaves(cm.params), model.leaves(ref)):
+    assert tree.flat_names(cm.params) == tree.flat_names(ref)
+    for a, b in zip(tree.leaves(cm.params), tree.leaves(ref)):
         np.testing.assert_array_equal(a, b)
     tokens = np.random.default_rng(1).integers(0, config.vocab_size, (4, 3))
     np.testing.assert_array_equal(cm.log_probs(tokens)[0], model.log_probs(config, params, tokens, g)[0])
@@ -139,8 +140,8 @@ def test_default_gates_are_the_test_time_gates(name):
     """Without gates, compaction takes Eq. 10, 11 of ``log_alpha``: -50 prunes, +50 gives 1."""
     config, params = random_model(name)
     rng = np.random.default_rng(5)
-    params["log_alpha"] = [rng.choice([-50.0, -3.0, 0.3, 1.0, 50.0], size) for size in config.group_sizes]
-    g = gates_mod.test_gates(params["log_alpha"])
+    params["log_alpha"] = {"neurons": [rng.choice([-50.0, -3.0, 0.3, 1.0, 50.0], size) for size in config.group_sizes]}
+    g = gates_mod.deterministic_gates(params["log_alpha"]["neurons"])
     assert any((gl == 0).any() for gl in g) and any(((gl > 0) & (gl < 1)).any() for gl in g)
     cm = C.compact(config, params)
     for k, gl in zip(cm.kept, g):
@@ -162,7 +163,7 @@ def test_bad_gates_are_rejected():
         with pytest.raises(ValueError, match=f"gate group 2 {message}" if "NaN" in message else message):
             C.compact(config, params, g)
     without = {k: v for k, v in params.items() if k != "log_alpha"}
-    with pytest.raises(ValueError, match="no gates given and the parameters have no 'log_alpha'"):
+    with pytest.raises(ValueError, match="the parameters have no neuron gates"):
         C.compact(config, without)
     with pytest.raises(ValueError, match=r"parameter out_W has shape"):
         C.compact(config, {**params, "out_W": params["out_W"][:, :1]}, ones)
@@ -258,8 +259,8 @@ def assert_same_compact_model(a, b):
     for x, y in zip(a.kept, b.kept):
         assert y.dtype == np.int64
         np.testing.assert_array_equal(x, y)
-    assert model.flat_names(a.params) == model.flat_names(b.params)
-    for x, y in zip(model.leaves(a.params), model.leaves(b.params)):
+    assert tree.flat_names(a.params) == tree.flat_names(b.params)
+    for x, y in zip(tree.leaves(a.params), tree.leaves(b.params)):
         assert x.dtype == y.dtype and x.shape == y.shape
         np.testing.assert_array_equal(x, y)
 
@@ -307,7 +308,7 @@ def test_the_file_is_plain_arrays_with_a_json_header(tmp_path):
     assert header["config"] == cm.config.to_dict() and header["original"] == cm.original.to_dict()
     assert header["config"]["cell_options"] == {"depth": DEPTH}
     assert header["kept"] == [k.tolist() for k in cm.kept]
-    assert sorted(arrays) == sorted(model.flat_names(cm.params))
+    assert sorted(arrays) == sorted(tree.flat_names(cm.params))
 
 
 def test_random_bytes_empty_and_truncated_files_are_rejected(tmp_path):

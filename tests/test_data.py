@@ -66,7 +66,7 @@ def test_build_vocab_rejects_bad_max_size(bad):
         data.build_vocab(["a"], max_size=bad)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(WORDS, min_size=1, max_size=40))
 def test_vocab_round_trip(tokens):
     vocab = data.build_vocab(tokens)
@@ -185,7 +185,7 @@ def stream_and_batching(draw):
     return np.arange(length, dtype=np.int64) * 7 + 3, batch, bptt
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(stream_and_batching())
 def test_batchify_cuts_contiguous_streams(problem):
     ids, batch, _ = problem
@@ -196,7 +196,7 @@ def test_batchify_cuts_contiguous_streams(problem):
         np.testing.assert_array_equal(batched[:, b], ids[b * n : (b + 1) * n])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(stream_and_batching())
 def test_windows_shift_targets_by_one_and_recover_each_stream(problem):
     ids, batch, bptt = problem
@@ -215,7 +215,7 @@ def test_windows_shift_targets_by_one_and_recover_each_stream(problem):
     np.testing.assert_array_equal(targets, batched[1:])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(stream_and_batching())
 def test_windows_let_state_carry_across_windows(problem):
     ids, batch, bptt = problem

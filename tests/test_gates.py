@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0ref import gates as gt
@@ -23,7 +23,7 @@ from l0ref.cells import lstm
 from tests.gradcheck import check_gradients
 from tests.strategies import arrays, stack_problem, uniforms_for
 
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=20)
 N_LAYERS = 2
 DET_KINK = float(np.log(11.0))   # the test-time gate clamps where |log_alpha| > log 11
 
@@ -83,7 +83,7 @@ def test_log_alpha_gradient_through_sampled_gates(data):
         assert g.shape == u.shape == (problem["B"], la.shape[0])
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10)
 @given(data=chain_problem(regions=("zero", "one")))
 def test_clamped_gates_have_zero_log_alpha_gradient(data):
     problem, log_alphas, uniforms = data
@@ -123,9 +123,9 @@ def test_log_alpha_gradient_through_test_time_gates(data):
     problem, log_alphas = data
 
     def loss():
-        return stack_forward(lstm, problem, gt.test_gates(log_alphas))[0]
+        return stack_forward(lstm, problem, gt.deterministic_gates(log_alphas))[0]
 
-    gates = gt.test_gates(log_alphas)
+    gates = gt.deterministic_gates(log_alphas)
     for g, la in zip(gates, log_alphas):
         assert g.shape == la.shape
     _, caches, h_L = stack_forward(lstm, problem, gates)

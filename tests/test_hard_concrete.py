@@ -18,7 +18,7 @@ from l0ref import hard_concrete as hc
 from tests.gradcheck import check_gradients
 from tests.strategies import arrays, gate_pairs, stretched_value, uniform_values, values
 
-SETTINGS = settings(max_examples=40, deadline=None)
+SETTINGS = settings(max_examples=40)
 
 BETA, GAMMA, ZETA = hc.BETA, hc.GAMMA, hc.ZETA
 LOG_ALPHAS_MC = [-3.0, -1.0, 0.0, 0.7, 2.0, 4.0]
@@ -170,7 +170,7 @@ def test_extreme_log_alpha_is_finite_and_keeps_dtype(dtype, la):
         "sample": hc.sample(a, u), "sample_grad": hc.sample_grad(a, u), "concrete": hc.concrete(a, u),
         "prob_nonzero": hc.prob_nonzero(a), "prob_nonzero_grad": hc.prob_nonzero_grad(a),
         "prob_one": hc.prob_one(a), "cdf": hc.cdf(t, a), "deterministic": hc.deterministic(a),
-        "deterministic_grad": hc.deterministic_grad(a), "log_prob_nonzero": hc.log_prob_nonzero(a),
+        "deterministic_grad": hc.deterministic_grad(a),
     }
     for name, r in results.items():
         assert r.dtype == dtype, f"{name}: {r.dtype} for {np.dtype(dtype)} input"
@@ -184,7 +184,6 @@ def test_extreme_log_alpha_is_finite_and_keeps_dtype(dtype, la):
     p = results["prob_nonzero"]
     assert np.all((p == 1.0) if on else (p < 1e-20))
     assert np.all(results["prob_nonzero_grad"] >= 0) and np.all(results["prob_nonzero_grad"] < 1e-20)
-    assert np.all(results["log_prob_nonzero"] <= 0)
 
 
 @SETTINGS
@@ -209,7 +208,6 @@ HYPER_FUNCTIONS = {
     "prob_nonzero_grad": lambda **kw: hc.prob_nonzero_grad(0.0, **kw),
     "prob_one": lambda **kw: hc.prob_one(0.0, **kw),
     "cdf": lambda **kw: hc.cdf(0.5, 0.0, **kw),
-    "log_prob_nonzero": lambda **kw: hc.log_prob_nonzero(0.0, **kw),
 }
 BAD_HYPER = [("beta", 0.0), ("beta", -1.0), ("beta", np.nan), ("gamma", 0.0), ("gamma", 0.5),
              ("zeta", 1.0), ("zeta", 0.9), ("zeta", np.inf)]
@@ -247,7 +245,7 @@ def test_u_outside_the_open_unit_interval_raises(f, u):
 def test_nonfinite_log_alpha_raises(bad):
     la = np.array([0.0, bad])
     for f in (hc.prob_nonzero, hc.prob_nonzero_grad, hc.prob_one, hc.deterministic,
-              hc.deterministic_grad, hc.log_prob_nonzero):
+              hc.deterministic_grad):
         with pytest.raises(ValueError, match="log_alpha"):
             f(la)
     for f in (hc.sample, hc.sample_grad, hc.concrete):

@@ -1,5 +1,6 @@
-"""The numba kernels (``l0ref/kernels.py``) against their naive twin, the NumPy reference
-forward ``model.log_probs`` (DESIGN.md sections 5 and 7).
+"""The numba kernels (``l0ref/fast/``) against their naive twin, the NumPy reference
+forward ``models.log_probs`` (``docs/design.md`` sections 5 and 7), end to end and layer
+by layer (each kernel layer against its cell's ``forward``).
 
 A compact model is ``(config, params)`` with all gates one, so ``model.log_probs(config,
 params, tokens)`` is its reference forward.  Random models of every registered cell, with
@@ -9,17 +10,19 @@ initial states, in float32 and float64.
 Tolerance: ``|got - ref| <= rtol * (|ref| + max|ref|)`` elementwise, rtol 1e-5 in
 float32 and 1e-10 in float64, i.e. relative to each element and, for elements near 0
 (a state component that cancels to ~0), to the scale of the array: the kernel sums in
-another order than the reference (blocked dot products, BLAS), so an element that is
-the difference of two O(1) numbers differs by rounding of O(1), not of itself.
+another order than the reference (the register-blocked product tile, fused
+multiply-adds), so an element that is the difference of two O(1) numbers differs by
+rounding of O(1), not of itself.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from l0ref import kernels, model
+from l0ref import fast, tree
+from l0ref import models as model
 from l0ref.cells import CELLS
-from l0ref.model import ModelConfig
+from l0ref.models import ModelConfig
 
 RTOL = {np.float32: 1e-5, np.float64: 1e-10}
 DTYPES = [np.float32, np.float64]
@@ -76,7 +79,7 @@ def random_problem(cell, seed, dtype, sizes=None):
 
 def check_against_reference(config, params, tokens, state0, dtype):
     ref, ref_finals = model.log_probs(config, params, tokens, state0=state0)
-    got, got_finals = kernels.log_probs(config, params, tokens, state0=state0)
+    got, got_finals = fast.log_probs(config, params, tokens, state0=state0)
     rtol = RTOL[dtype]
     assert_close(got, ref, rtol, "log-probabilities")
     assert len(got_finals) == len(ref_finals)
@@ -119,9 +122,9 @@ def test_kernel_leaves_inputs_alone(cell):
     config, params, tokens, _ = random_problem(cell, 3, np.float64, sizes=(5, (6, 4)))
     state0 = [random_state(cell, tokens.shape[1], n, np.random.default_rng(1), np.float64)
               for n in config.hidden_sizes]
-    before = [a.copy() for a in flat_states(state0)] + [a.copy() for a in model.leaves(params)]
-    kernels.log_probs(config, params, tokens, state0=state0)
-    after = flat_states(state0) + model.leaves(params)
+    before = [a.copy() for a in flat_states(state0)] + [a.copy() for a in tree.leaves(params)]
+    fast.log_probs(config, params, tokens, state0=state0)
+    after = flat_states(state0) + tree.leaves(params)
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
 
@@ -134,13 +137,13 @@ def test_exp_matches_numpy(dtype):
     lo, hi = (-87.0, 88.0) if dtype == np.float32 else (-708.0, 709.0)
     x = np.concatenate([rng.uniform(lo, hi, 20000), rng.uniform(-1, 1, 20000),
                         [0.0, lo, hi, -1e-30, 1e-30, np.log(2), -np.log(2) / 2]]).astype(dtype)
-    got = kernels.exp_array(x)
+    got = fast.vmath.exp_array(x)
     assert got.dtype == dtype
     exact = np.exp(x.astype(np.longdouble))
     rel = np.abs((got.astype(np.longdouble) - exact) / exact).max()
     eps = np.finfo(dtype).eps
     assert rel < 4 * eps, f"exp relative error {float(rel):.3g} is more than 4 ulp ({float(4 * eps):.3g})"
-    assert kernels.exp_array(np.zeros(3, dtype)).tolist() == [1.0, 1.0, 1.0]
+    assert fast.vmath.exp_array(np.zeros(3, dtype)).tolist() == [1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
@@ -155,7 +158,7 @@ def test_log_softmax_matches_reference_large_logits(dtype):
         ref = model.log_softmax(logits)
         got = logits.copy()
         for row in got:
-            kernels.log_softmax_row(row)
+            fast.softmax.log_softmax_row(row)
         assert_close(got, ref, RTOL[dtype], f"log-softmax, V={V}")
 
 
@@ -173,7 +176,7 @@ def test_matmul_bias_equals_numpy(dtype, seed):
     ref = x.astype(np.float64) @ M.T.astype(np.float64) + b
     for starts in ([0, N], sorted({0, min(N, 6), N}), list(range(0, N, 5)) + [N]):
         got = np.full((N, cols), np.nan, dtype)
-        kernels.matmul_bias(x, kernels.pack_panels(M, dtype), kernels.pad_panels(b, dtype), got,
+        fast.tile.matmul_bias(x, fast.tile.pack_panels(M, dtype), fast.tile.pad_panels(b, dtype), got,
                             np.array(sorted(set(starts)), np.int64))
         assert_close(got, ref.astype(dtype), RTOL[dtype], f"x @ M.T + b, (N, k, cols) = {(N, k, cols)}, chunks {starts}")
 
@@ -182,14 +185,14 @@ def test_matmul_bias_equals_numpy(dtype, seed):
 def test_pack_panels_layout(dtype):
     """``panels[q, i, j] = M[q nr + j, i]``, zero beyond M's rows; biases zero-padded alike."""
     M = np.arange(1, 1 + 21 * 5, dtype=dtype).reshape(21, 5)
-    nr = kernels.panel_width(dtype)
-    P = kernels.pack_panels(M, dtype)
+    nr = fast.tile.panel_width(dtype)
+    P = fast.tile.pack_panels(M, dtype)
     assert P.shape == (-(-21 // nr), 5, nr) and P.flags.c_contiguous and P.dtype == dtype
     for q in range(P.shape[0]):
         for j in range(nr):
             want = M[q * nr + j] if q * nr + j < 21 else np.zeros(5, dtype)
             np.testing.assert_array_equal(P[q, :, j], want)
-    b = kernels.pad_panels(np.arange(1, 22, dtype=dtype), dtype)
+    b = fast.tile.pad_panels(np.arange(1, 22, dtype=dtype), dtype)
     assert b.shape == (P.shape[0] * nr,)
     np.testing.assert_array_equal(b[:21], np.arange(1, 22))
     assert not b[21:].any()
@@ -198,11 +201,11 @@ def test_pack_panels_layout(dtype):
 def test_rejects_bad_input():
     config, params, tokens, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
     with pytest.raises(ValueError):
-        kernels.log_probs(config, params, tokens + config.vocab_size)
+        fast.log_probs(config, params, tokens + config.vocab_size)
     with pytest.raises(ValueError):
-        kernels.log_probs(config, params, tokens.astype(np.float32))
+        fast.log_probs(config, params, tokens.astype(np.float32))
     with pytest.raises(ValueError):
-        kernels.log_probs(config, params, tokens, state0=[None, None])
+        fast.log_probs(config, params, tokens, state0=[None, None])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
@@ -211,18 +214,18 @@ def test_prepared_model_runs_many_times_alike(cell, dtype):
     """``prepare`` once, ``run`` twice with state carried: equals the reference on the
     two windows, and the recurrent matrices are the parameters' packed into panels."""
     config, params, _, _ = random_problem(cell, 11, dtype, sizes=(9, (21, 13)))
-    prepared = kernels.prepare(config, params)
+    prepared = fast.prepare(config, params)
     rec = "R" if cell == "rhn" else "U"
     for q, p in zip(prepared.layers, params["layers"]):
         want = np.asarray(p[rec])
         if cell == "rhn":
-            np.testing.assert_array_equal(q[rec], np.stack([kernels.pack_panels(R, dtype) for R in want]))
+            np.testing.assert_array_equal(q[rec], np.stack([fast.tile.pack_panels(R, dtype) for R in want]))
         else:
-            np.testing.assert_array_equal(q[rec], kernels.pack_panels(want, dtype))
+            np.testing.assert_array_equal(q[rec], fast.tile.pack_panels(want, dtype))
     tokens = np.random.default_rng(2).integers(0, config.vocab_size, (8, 3))
     state = None
     for window in (tokens[:4], tokens[4:]):
-        got, got_finals = kernels.run(prepared, window, state)
+        got, got_finals = fast.run(prepared, window, state)
         ref, ref_finals = model.log_probs(config, params, window, state0=state)
         assert_close(got, ref, RTOL[dtype], "log-probabilities")
         for g, r in zip(flat_states(got_finals), flat_states(ref_finals)):
@@ -240,7 +243,7 @@ def test_prepare_rejects_non_finite_parameters(where):
         params[where].flat[1] = np.nan
         name = where
     with pytest.raises(ValueError, match=rf"parameter {name} contains NaN or inf"):
-        kernels.prepare(config, params)
+        fast.prepare(config, params)
 
 
 @pytest.mark.parametrize("key, shape, message", [
@@ -255,7 +258,7 @@ def test_prepare_rejects_parameters_that_do_not_fit_the_config(key, shape, messa
     params[key] = np.zeros(shape if shape else (a.shape[0], a.shape[-1] + 1) if a.ndim == 2 else (a.shape[0] + 1,),
                            np.float32)
     with pytest.raises(ValueError, match=message):
-        kernels.prepare(config, params)
+        fast.prepare(config, params)
 
 
 def test_prepare_rejects_a_layer_wider_than_the_config():
@@ -263,39 +266,95 @@ def test_prepare_rejects_a_layer_wider_than_the_config():
     wider = model.init_params(ModelConfig("gru", config.vocab_size, 3, (5,)), np.random.default_rng(0))
     params["layers"] = wider["layers"]
     with pytest.raises(ValueError, match=r"layer 1 has 5 units, the config says 4"):
-        kernels.prepare(config, params)
+        fast.prepare(config, params)
 
 
 def test_run_layer_rejects_an_input_of_the_wrong_width_or_dtype():
     config, params, _, _ = random_problem("rhn", 5, np.float32, sizes=(3, (4,)))
-    q = kernels.prepare(config, params).layers[0]
+    q = fast.prepare(config, params).layers[0]
     with pytest.raises(ValueError, match=r"the layer takes \(T, B, 3\) float32"):
-        kernels.run_layer("rhn", q, np.zeros((2, 2, 4), np.float32))
+        fast.run_layer("rhn", q, np.zeros((2, 2, 4), np.float32))
     with pytest.raises(ValueError, match=r"the layer takes \(T, B, 3\) float32"):
-        kernels.run_layer("rhn", q, np.zeros((2, 2, 3), np.float64))
+        fast.run_layer("rhn", q, np.zeros((2, 2, 3), np.float64))
 
 
 def test_prepare_rejects_wrong_recurrent_shape():
     config, params, _, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
     params["layers"][0]["U"] = params["layers"][0]["U"][:, :3]
     with pytest.raises(ValueError, match=r"U has shape \(16, 3\), expected \(16, 4\)"):
-        kernels.prepare(config, params)
+        fast.prepare(config, params)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_results_do_not_depend_on_the_thread_chunks(cell, monkeypatch):
-    """Rows are split among threads (``kernels._chunks``), and every row is computed by
+    """Rows are split among threads (``fast.tile.chunks``), and every row is computed by
     the same operations whichever chunk and tile it falls in: 1, 2, 3 or 7 chunks give
     the same bits."""
     config, params, _, _ = random_problem(cell, 21, np.float32, sizes=(23, (29, 17)))
-    prepared = kernels.prepare(config, params)
+    prepared = fast.prepare(config, params)
     tokens = np.random.default_rng(3).integers(0, config.vocab_size, (5, 13))
     results = []
     for threads in (1, 2, 3, 7):
-        monkeypatch.setattr(kernels.numba, "get_num_threads", lambda t=threads: t)
-        assert len(kernels._chunks(13)) - 1 == threads
-        logp, finals = kernels.run(prepared, tokens)
+        monkeypatch.setattr(fast.tile.numba, "get_num_threads", lambda t=threads: t)
+        assert len(fast.tile.chunks(13)) - 1 == threads
+        logp, finals = fast.run(prepared, tokens)
         results.append([logp] + flat_states(finals))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------------------------------- layer by layer
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("cell", sorted(fast.KERNELS))
+@pytest.mark.parametrize("seed", range(6))
+def test_each_kernel_layer_equals_its_cells_numpy_forward(cell, seed, dtype):
+    """``fast.run_layer`` of every layer against ``cell.forward`` on the same input (the
+    reference's output of the layer below), outputs and final states: a difference shows
+    in the layer that makes it, not only in the final log-probabilities."""
+    config, params, tokens, state0 = random_problem(cell, 1000 + seed, dtype)
+    module = CELLS[cell]
+    prepared = fast.prepare(config, params)
+    x = params["emb"][tokens]
+    for l, (p, q) in enumerate(zip(params["layers"], prepared.layers)):
+        s0 = None if state0 is None else state0[l]
+        ref, ref_final, _ = module.forward(p, x, None, None, s0)
+        got, got_final = fast.run_layer(cell, q, x, s0)
+        assert_close(got, ref, RTOL[dtype], f"{cell} layer {l + 1} outputs")
+        for a, b in zip(flat_states([got_final]), flat_states([ref_final])):
+            assert_close(a, b, RTOL[dtype], f"{cell} layer {l + 1} final state")
+        x = ref
+
+
+# --------------------------------------------------------------------------- the disk cache
+
+
+def test_every_kernel_is_cached_under_the_package_stamp():
+    """numba checks a cached function against its own file only; the kernels inline code
+    of other files of ``fast/`` (``simd.py``, ``tile.py``), so each must be stamped with the
+    whole package (``fast/_jit.py``), or an edit of one file would run stale code."""
+    import importlib
+    import numba.core.registry
+    from l0ref.fast import _jit
+    kernels = []
+    for name in ("simd", "vmath", "tile", "recurrences", "softmax", "driver"):
+        module = importlib.import_module(f"l0ref.fast.{name}")
+        kernels += [(f"{name}.{k}", v) for k, v in vars(module).items()
+                    if isinstance(v, numba.core.registry.CPUDispatcher) and v.__module__ == module.__name__]
+    assert len(kernels) >= 15, [k for k, _ in kernels]
+    for name, dispatcher in kernels:
+        assert isinstance(dispatcher._cache, _jit.PackageCache), f"{name} is not compiled with fast._jit.njit"
+        assert dispatcher._cache._impl.locator.get_source_stamp() == _jit.package_stamp(), name
+
+
+def test_package_stamp_changes_with_any_file(tmp_path):
+    from l0ref.fast import _jit
+    for path in _jit.PACKAGE_DIR.glob("*.py"):
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    before = _jit.package_stamp(tmp_path)
+    assert before == _jit.package_stamp(_jit.PACKAGE_DIR)
+    simd = tmp_path / "simd.py"
+    simd.write_text(simd.read_text() + "\n# an edit\n")
+    assert _jit.package_stamp(tmp_path) != before

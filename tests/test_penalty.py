@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0ref import hard_concrete as hc
-from l0ref.penalty import expected_nonzero_per_layer, expected_nonzero_weights, penalty
+from l0ref.penalties import expected_nonzero_per_layer, expected_nonzero_weights, penalty
 from tests.gradcheck import check_gradients
 from tests.strategies import penalty_problem
 
-SETTINGS = settings(max_examples=30, deadline=None)
+SETTINGS = settings(max_examples=30)
 
 
 @SETTINGS
@@ -77,7 +77,7 @@ def tiny_stack(draw):
     return la, lam1, lam2
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(problem=tiny_stack())
 def test_penalty_equals_brute_force_expectation(problem):
     log_alphas, lam1, lam2 = problem
@@ -94,7 +94,7 @@ def test_penalty_equals_brute_force_expectation(problem):
 
 @pytest.mark.parametrize("blocks_of", [lambda L: [(4, 4)] * L, lambda L: [(2, 2 * (l + 2)) for l in range(L)]],
                          ids=["lstm", "rhn"])
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=10)
 @given(problem=tiny_stack())
 def test_expected_nonzero_weights_equals_brute_force(blocks_of, problem):
     log_alphas, _, _ = problem

@@ -23,13 +23,13 @@ from l0ref import report
 from l0ref.cells import CELLS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-BLOCKS = {"lstm": 4, "gru": 3, "rhn": 2}
+BLOCKS = {name: cell.BLOCKS for name, cell in CELLS.items()}
 
 
 def make_config(cell, V, e, hidden, depth=3):
     options = {"depth": depth} if cell == "rhn" else {}
     if cell in CELLS:
-        from l0ref.model import ModelConfig
+        from l0ref.models import ModelConfig
         return ModelConfig(cell, V, e, tuple(hidden), options)
     return SimpleNamespace(cell=cell, vocab_size=V, emb_size=e, hidden_sizes=tuple(hidden), cell_options=options)
 
@@ -58,7 +58,7 @@ def make_model(cell, V, e, hidden, live, rng, depth=3, dtype=np.float64):
         m = n
     params = {"emb": rng.uniform(-1, 1, (V, e)).astype(dtype), "layers": layers,
               "out_W": rng.uniform(-1, 1, (V, m)).astype(dtype), "out_b": np.zeros(V, dtype),
-              "log_alpha": log_alpha}
+              "log_alpha": {"neurons": log_alpha}}
     return make_config(cell, V, e, hidden, depth), params
 
 
@@ -107,7 +107,7 @@ def test_kept_counts_rejects_sampled_or_misshapen_gates():
 def test_kept_counts_follow_the_test_time_gates():
     rng = np.random.default_rng(1)
     config, params = make_model("lstm", 9, 8, (7, 5), (3, 6, 2), rng)
-    gates = gates_mod.test_gates(params["log_alpha"])
+    gates = gates_mod.deterministic_gates(params["log_alpha"]["neurons"])
     assert report.live_counts(gates) == [3, 6, 2]
     assert [k.inputs_kept for k in report.kept_counts(config, gates)] == [3, 2, 3, 6, 6, 2]
 
@@ -137,8 +137,8 @@ def test_structure_panels_blank_exactly_the_pruned_rows_and_columns(cell):
     rng = np.random.default_rng(2)
     e, hidden, depth = 6, (5, 4), 3
     config, params = make_model(cell, 7, e, hidden, (4, 3, 2), rng, depth=depth)
-    g = gates_mod.test_gates(params["log_alpha"])
-    panels, _ = report._structure_panels(config, params, g, "weights", (250, 500))
+    g = gates_mod.deterministic_gates(params["log_alpha"]["neurons"])
+    panels, _ = report.structure._structure_panels(config, params, g, "weights", (250, 500))
     G = BLOCKS[cell]
     rec = "R" if cell == "rhn" else "U"
     assert [p.kept.name for p in panels] == ["embedding", "softmax out_W", "layer 1 W", f"layer 1 {rec}",
@@ -170,11 +170,11 @@ def test_plot_structure_writes_a_png(tmp_path, cell, show):
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_structure_panels_of_a_registered_cells_own_parameters(cell):
-    from l0ref.model import ModelConfig, init_params
+    from l0ref.models import ModelConfig, init_params
     config = ModelConfig(cell, 9, 5, (4, 3), {"depth": 2} if cell == "rhn" else {})
     params = init_params(config, np.random.default_rng(10), dtype=np.float64)
-    params["log_alpha"][1][[0, 2]] = -8.0                    # prune units 0 and 2 of layer 1
-    panels, kept = report._structure_panels(config, params, gates_mod.test_gates(params["log_alpha"]),
+    params["log_alpha"]["neurons"][1][[0, 2]] = -8.0                    # prune units 0 and 2 of layer 1
+    panels, kept = report.structure._structure_panels(config, params, gates_mod.deterministic_gates(params["log_alpha"]["neurons"]),
                                             "weights", (250, 500))
     assert kept[2].title == "layer 1 W: 5/5 inputs x 2/4 units kept"
     assert np.all(panels[3].drawn[0][[0, 2]] == 0)        # pruned recurrent inputs: blank rows
@@ -186,15 +186,15 @@ def test_plot_structure_of_a_compacted_model_without_log_alpha(tmp_path):
     config, params = make_model("lstm", 10, 4, (3,), (4, 3), rng)
     del params["log_alpha"]
     assert_png(report.plot_structure(config, params, tmp_path / "compact.png"))
-    panels, _ = report._structure_panels(config, params, [np.ones(4), np.ones(3)], "weights", (250, 500))
+    panels, _ = report.structure._structure_panels(config, params, [np.ones(4), np.ones(3)], "weights", (250, 500))
     assert all(np.all(p.drawn[0] > 0) for p in panels)
 
 
 def test_plot_structure_of_a_paper_sized_layer_is_pooled_and_small(tmp_path):
     rng = np.random.default_rng(5)
     config, params = make_model("lstm", 300, 1500, (1500,), (251, 296), rng, dtype=np.float32)
-    g = gates_mod.test_gates(params["log_alpha"])
-    panels, _ = report._structure_panels(config, params, g, "weights", (250, 500))
+    g = gates_mod.deterministic_gates(params["log_alpha"]["neurons"])
+    panels, _ = report.structure._structure_panels(config, params, g, "weights", (250, 500))
     assert all(p.drawn[0].shape[0] <= 250 and p.drawn[0].shape[1] <= 500 for p in panels)
     assert panels[2].nonzero == 4 * 251 * 296
     assert_png(report.plot_structure(config, params, tmp_path / "big.png"))
@@ -245,8 +245,8 @@ def test_plot_ppl_vs_width_writes_a_png(tmp_path):
             {"label": "ISS", "width": 517, "test_ppl": 65.4, "series": "ISS"},
             {"label": "no perplexity", "width": 300}]
     assert_png(report.plot_ppl_vs_width(runs, tmp_path / "fig3.png"))
-    assert [report._run_label(r) for r in runs[:3]] == ["λ=0.5/N", "λ=0.6", "ISS"]
-    assert report._width(runs[0]) == 470 and report._width({"live": [9, 3, 4]}) == 7
+    assert [report.curves._run_label(r) for r in runs[:3]] == ["λ=0.5/N", "λ=0.6", "ISS"]
+    assert report.curves._width(runs[0]) == 470 and report.curves._width({"live": [9, 3, 4]}) == 7
     with pytest.raises(ValueError, match="perplexity"):
         report.plot_ppl_vs_width(runs[3:], tmp_path / "none.png")
 
@@ -298,7 +298,7 @@ def test_make_report_takes_models_directly_and_falls_back_to_validation_ppl(tmp_
     assert sorted(p.name for p in paths) == ["ppl_vs_width.png", "run_live.png", "run_structure.png"]
     assert any("validation perplexity" in m for m in messages)
     history, summary, notes = report.read_run(tmp_path / "run")
-    record = report._run_record("run", history, summary, (config, params, None), [])
+    record = report.runs._run_record("run", history, summary, (config, params, None), [])
     assert record["live"] == [5, 4]                 # from the model's gates, not the history
     assert record["label"] == "λ=0.08/N"
 

@@ -1,12 +1,14 @@
-"""The SIMD vector operations of ``l0ref/simd.py`` that the kernels are written with,
+"""The SIMD vector operations of ``l0ref/fast/simd.py`` that the kernels are written with,
 each against numpy, in float32 (8 lanes) and float64 (4 lanes)."""
 from __future__ import annotations
+
+from fractions import Fraction
 
 import numba
 import numpy as np
 import pytest
 
-from l0ref import simd
+from l0ref.fast import simd
 
 DTYPES = [np.float32, np.float64]
 
@@ -27,6 +29,29 @@ def _vector_ops(a, b, c, out):
             simd.put(out, 10 * w + off + i, simd.get(b, off + i))
 
 
+def round_exact(q: Fraction, dtype):
+    """The ``dtype`` number nearest to the rational ``q``, ties to even: IEEE-754 rounding
+    done once.  (``np.longdouble`` is no oracle: on x86 its 64-bit significand makes
+    ``a * b + c`` round twice in float64.)  ``float(q)`` is the correctly rounded float64;
+    the float32 answer is it or one of its float32 neighbours."""
+    guess = np.array(float(q)).astype(dtype)
+    candidates = [np.nextafter(guess, dtype(-np.inf)), guess, np.nextafter(guess, dtype(np.inf))]
+    def key(v):
+        return abs(Fraction(float(v)) - q), int(np.array(v).view(np.int64 if dtype == np.float64 else np.int32)) & 1
+    return min(candidates, key=key)
+
+
+def test_round_exact_rounds_once():
+    """The oracle itself: halfway cases go to even, and a double rounding is avoided."""
+    assert round_exact(Fraction(1) + Fraction(1, 2 ** 53), np.float64) == 1.0           # tie -> even
+    assert round_exact(Fraction(1) + Fraction(3, 2 ** 53), np.float64) == 1 + 2.0 ** -51  # tie -> even
+    # 1 + 2**-24 + 2**-60: float64 first would give 1 + 2**-24 (a float32 tie, to even: 1.0);
+    # rounded once to float32 it is above the tie: 1 + 2**-23
+    q = Fraction(1) + Fraction(1, 2 ** 24) + Fraction(1, 2 ** 60)
+    assert np.float32(np.float64(q)) == np.float32(1.0)
+    assert round_exact(q, np.float32) == np.float32(1 + 2.0 ** -23)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_vector_operations_equal_numpy(dtype):
     w = simd.lanes(dtype)
@@ -36,7 +61,8 @@ def test_vector_operations_equal_numpy(dtype):
     b[0] = a[0]                                                   # a tie for the max
     out = np.full((6, 2 * w), np.nan, dtype)
     _vector_ops(a, b, c, out)
-    exact_fma = (a.astype(np.longdouble) * b + c).astype(dtype)   # one rounding
+    exact_fma = np.array([round_exact(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)), dtype)
+                          for x, y, z in zip(a, b, c)], dtype)     # a * b + c, rounded once
     np.testing.assert_array_equal(out[0], a)
     np.testing.assert_array_equal(out[1], exact_fma)
     np.testing.assert_array_equal(out[2], np.maximum(a, b))

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 
 from l0ref import checkpoint as ckpt
-from l0ref import gates, model, penalty, train
+from l0ref import data as data_mod
+from l0ref import gates, tree
+from l0ref import models as model
+from l0ref import penalties as penalty
+from l0ref import training as train
 
 
 def tiny_corpus(n_tokens: int = 1200, seed: int = 0) -> np.ndarray:
@@ -35,11 +39,11 @@ def tiny_state(optimizer="sgd", momentum=0.0, dropout=0.2, dtype="float32", epoc
 
 
 def all_arrays(state: train.TrainState) -> dict:
-    out = dict(zip(model.flat_names(state.params), model.leaves(state.params)))
-    for key, tree in state.opt.items():
-        out.update({f"opt.{key}.{n}": a for n, a in zip(model.flat_names(tree), model.leaves(tree))})
+    out = dict(zip(tree.flat_names(state.params), tree.leaves(state.params)))
+    for key, moments in state.opt.items():
+        out.update({f"opt.{key}.{n}": a for n, a in zip(tree.flat_names(moments), tree.leaves(moments))})
     if state.hidden is not None:
-        out.update({f"hidden.{i}": np.asarray(a) for i, a in enumerate(model.leaves(list(state.hidden)))})
+        out.update({f"hidden.{i}": np.asarray(a) for i, a in enumerate(tree.leaves(list(state.hidden)))})
     return out
 
 
@@ -48,11 +52,11 @@ def all_arrays(state: train.TrainState) -> dict:
 
 def test_lambdas_are_multiples_of_0_08_over_N():
     cfg = train.TrainConfig(lam1=(2.0, 3.0), lam2=(0.5,))
-    lam1, lam2 = cfg.lambdas(n_layers=2, n_train_tokens=1000)
+    lam1, lam2 = train.PenaltyWeights.from_config(cfg, 2, 1000).current()
     assert lam1 == pytest.approx([2 * 0.08 / 1000, 3 * 0.08 / 1000], rel=1e-15)
     assert lam2 == pytest.approx([0.5 * 0.08 / 1000] * 2, rel=1e-15)
     with pytest.raises(ValueError, match="lam1 has 2 values for 3 layers"):
-        cfg.lambdas(n_layers=3, n_train_tokens=1000)
+        train.PenaltyWeights.from_config(cfg, 3, 1000)
 
 
 @pytest.mark.parametrize("kw, match", [
@@ -91,17 +95,17 @@ def test_sgd_step_applies_data_penalty_and_decay_gradients():
     st.config = train.TrainConfig(**{**st.config.to_dict(), "clip": 0.0, "log_alpha_lr_scale": 2.0})
     rng = np.random.default_rng(1)
     x, y = rng.integers(0, 6, (5, 4)), rng.integers(0, 6, (5, 4))
-    before = model.map_params(np.copy, st.params)
+    before = tree.map_tree(np.copy, st.params)
     twin = np.random.Generator(np.random.PCG64())
     twin.bit_generator.state = st.rng.bit_generator.state
     stats = train.train_step(st, x, y)
 
-    la = before["log_alpha"]
+    la = before["log_alpha"]["neurons"]
     u = gates.draw_uniforms(la, 4, twin)
     loss, _, cache = model.forward(st.model_config, before, x, y, gates.sample_gates(la, u), dropout=0.3, rng=twin)
     g = model.backward(cache)
     d_la = gates.log_alpha_grads(la, u, g.pop("gates"))
-    pen, d_pen = penalty.penalty(la, st.lam1, st.lam2)
+    pen, d_pen = penalty.penalty(la, *st.penalty_weights.current())
     assert stats["loss"] == pytest.approx(loss, rel=1e-12)
     assert stats["penalty"] == pytest.approx(pen, rel=1e-12)
     lr, wd = st.config.lr, st.config.weight_decay
@@ -111,27 +115,27 @@ def test_sgd_step_applies_data_penalty_and_decay_gradients():
                                before["layers"][1]["U"] - lr * (g["layers"][1]["U"] + wd * before["layers"][1]["U"]),
                                rtol=1e-12)
     for l in range(3):   # log_alpha: no decay, its own learning-rate multiplier
-        np.testing.assert_allclose(st.params["log_alpha"][l], la[l] - 2.0 * lr * (d_la[l] + d_pen[l]), rtol=1e-12)
+        np.testing.assert_allclose(st.params["log_alpha"]["neurons"][l], la[l] - 2.0 * lr * (d_la[l] + d_pen[l]), rtol=1e-12)
     assert st.step == 1 and st.tokens_seen == 20
 
 
 def test_clipping_bounds_the_global_norm_including_log_alpha():
     st = tiny_state(dtype="float64", epochs=1)
     st.config = train.TrainConfig(**{**st.config.to_dict(), "clip": 1e-3, "weight_decay": 0.0, "lr": 1.0})
-    before = model.leaves(model.map_params(np.copy, st.params))
+    before = tree.leaves(tree.map_tree(np.copy, st.params))
     x = np.random.default_rng(2).integers(0, 6, (6, 4))
     stats = train.train_step(st, x, np.roll(x, 1, axis=0))
-    step = [b - a for a, b in zip(model.leaves(st.params), before)]
+    step = [b - a for a, b in zip(tree.leaves(st.params), before)]
     assert stats["grad_norm"] > 1e-3
     assert math.sqrt(sum(float(np.vdot(d, d)) for d in step)) == pytest.approx(1e-3, rel=1e-9)
-    assert np.any(step[model.flat_names(st.params).index("log_alpha.0")] != 0)
+    assert np.any(step[tree.flat_names(st.params).index("log_alpha.neurons.0")] != 0)
 
 
 def test_loss_falls_on_a_tiny_corpus():
     ids = tiny_corpus()
     st = tiny_state(optimizer="adam", epochs=6, lam1=(0.0,), lam2=(0.0,))
     st.config = train.TrainConfig(**{**st.config.to_dict(), "lr_decay": 1.0})
-    train.fit(st, ids, ids[:300])
+    train.fit(st, train.LanguageModeling(ids, ids[:300]))
     first, last = st.history[0], st.history[-1]
     # The cycle makes 4 of every ~5 tokens predictable: far below the unigram entropy.
     counts = np.bincount(ids, minlength=6) / ids.size
@@ -155,15 +159,15 @@ def test_penalty_closes_the_gates_of_useless_inputs():
     bits = ((np.arange(V)[:, None] >> np.arange(3)) & 1) * 2.0 - 1.0
     emb = np.concatenate([bits, np.ones((V, 3))], axis=1)
     st.params["emb"][...] = emb
-    start = st.params["log_alpha"][0].copy()
+    start = st.params["log_alpha"]["neurons"][0].copy()
     rng = np.random.default_rng(0)
     for _ in range(400):
         x = rng.integers(0, V, (10, 16))
         stats = train.train_step(st, x, x)
         st.params["emb"][...] = emb     # the embedding stays fixed: the only freedom is in the gates
         st.hidden = None
-    la = st.params["log_alpha"][0]
-    z = gates.test_gates(st.params["log_alpha"])[0]
+    la = st.params["log_alpha"]["neurons"][0]
+    z = gates.deterministic_gates(st.params["log_alpha"]["neurons"])[0]
     assert np.all(la[3:] < start[3:] - 3)
     assert np.all(z[3:] == 0.0)
     assert np.all(z[:3] > 0.5)
@@ -176,7 +180,7 @@ def test_penalty_closes_the_gates_of_useless_inputs():
 def test_evaluate_carries_state_across_windows():
     st = tiny_state(dtype="float64", epochs=1)
     ids = tiny_corpus(200, seed=4)
-    g = gates.test_gates(st.params["log_alpha"])
+    g = gates.deterministic_gates(st.params["log_alpha"]["neurons"])
     whole = train.evaluate(st.model_config, st.params, ids, batch_size=1, bptt=1000, gates=g)
     pieces = train.evaluate(st.model_config, st.params, ids, batch_size=1, bptt=7, gates=g)
     logp, _ = model.log_probs(st.model_config, st.params, ids[:-1, None], gates=g)
@@ -187,7 +191,7 @@ def test_evaluate_carries_state_across_windows():
 
 def test_structure_counts_live_neurons_and_expected_weights():
     st = tiny_state(dtype="float64")
-    st.params["log_alpha"][1][:3] = -10.0          # three hidden units of layer 1 closed
+    st.params["log_alpha"]["neurons"][1][:3] = -10.0          # three hidden units of layer 1 closed
     s = train.structure(st.model_config, st.params)
     assert s["live"] == [5, 4, 6]
     assert s["recurrent_weights"] == 4 * (5 * 7 + 7 * 7) + 4 * (7 * 6 + 6 * 6)
@@ -201,16 +205,16 @@ def test_structure_counts_live_neurons_and_expected_weights():
 def test_resume_is_bit_identical(tmp_path, optimizer, momentum):
     ids = tiny_corpus(900)
     straight = tiny_state(optimizer, momentum, epochs=3)
-    train.fit(straight, ids, ids[:200])
-    n_windows = len(list(train.data_mod.windows(train.data_mod.batchify(ids, 4), 6)))
+    train.fit(straight, train.LanguageModeling(ids, ids[:200]))
+    n_windows = len(list(data_mod.windows(data_mod.batchify(ids, 4), 6)))
     for k in (5, n_windows):                        # stop mid-epoch, and at an epoch's end
         part = tiny_state(optimizer, momentum, epochs=3)
-        train.fit(part, ids, ids[:200], max_steps=k)
+        train.fit(part, train.LanguageModeling(ids, ids[:200]), max_steps=k)
         assert part.step == k
         path = tmp_path / f"ck{k}.npz"
         train.save_checkpoint(path, part)
         resumed = train.load_checkpoint(path)
-        train.fit(resumed, ids, ids[:200])
+        train.fit(resumed, train.LanguageModeling(ids, ids[:200]))
         a, b = all_arrays(straight), all_arrays(resumed)
         assert a.keys() == b.keys()
         for name in a:
@@ -224,7 +228,7 @@ def test_resume_is_bit_identical(tmp_path, optimizer, momentum):
 def test_checkpoint_roundtrip_keeps_everything(tmp_path):
     st = tiny_state("adam", epochs=2)
     ids = tiny_corpus(600)
-    train.fit(st, ids, None, max_steps=4)
+    train.fit(st, train.LanguageModeling(ids, None), max_steps=4)
     st.meta["note"] = {"x": [1, 2]}
     path = train.save_checkpoint(tmp_path / "a.npz", st)
     with np.load(path, allow_pickle=False) as npz:       # arrays only, no pickles
@@ -240,7 +244,7 @@ def test_checkpoint_roundtrip_keeps_everything(tmp_path):
 
 def _saved(tmp_path):
     st = tiny_state("sgd", 0.9)
-    train.fit(st, tiny_corpus(600), None, max_steps=2)
+    train.fit(st, train.LanguageModeling(tiny_corpus(600), None), max_steps=2)
     path = tmp_path / "ck.npz"
     train.save_checkpoint(path, st)
     return st, path
@@ -250,7 +254,7 @@ def test_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     old, path = _saved(tmp_path)
     old_bytes = path.read_bytes()
     newer = train.load_checkpoint(path)
-    train.fit(newer, tiny_corpus(600), None, max_steps=3)
+    train.fit(newer, train.LanguageModeling(tiny_corpus(600), None), max_steps=3)
 
     def half_then_crash(fh, arrays):
         fh.write(b"PK\x03\x04 partial archive")
@@ -294,7 +298,7 @@ def _rewrite(path, out, edit_header=None, edit_arrays=None):
     ("wrong_format", "format is 'l0ref-compact'"),
     ("wrong_version", "version 99"),
     ("wrong_shape", "shape"),
-    ("missing_array", "layer 2 has arrays"),
+    ("missing_array", "layers.1 has arrays"),
     ("extra_array", "unexpected arrays"),
     ("wrong_optimizer", "optimizer state"),
     ("bad_rng", "random-generator"),

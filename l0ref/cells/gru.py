@@ -38,8 +38,25 @@ from ._masks import (as_dtype, check_grad_output, check_inputs, check_param, che
 
 NAME = "gru"
 BLOCKS = 3  #: gate blocks r, u, n
+BLOCK_NAMES = ("r", "u", "n")  #: reset, update, candidate (PyTorch's r, z, n)
 STATE_KEYS = ("h0",)  #: name of the initial-state gradient returned by backward
 PARAM_KEYS = ("W", "U", "b_i", "b_h")
+OPTIONS = ()  #: cell options beyond ``init_range``: none
+#: Compaction (``compact.py``): the kind of every axis of every parameter.  ``r``
+#: multiplies ``S_n * U_n (s * h) + b_hn``: folding ``S_n`` and ``s`` into the kept part
+#: of ``U_n`` and cutting ``b_hn`` leaves that product unchanged.
+FOLD_AXES = {"W": ("rows", "in"), "U": ("rows", "hid"), "b_i": ("bias",), "b_h": ("bias",)}
+
+
+def param_shapes(input_size: int, hidden_size: int) -> dict:
+    """Shapes of the parameters for input size m and hidden size n."""
+    m, n = check_sizes(input_size, hidden_size)
+    return {"W": (BLOCKS * n, m), "U": (BLOCKS * n, n), "b_i": (BLOCKS * n,), "b_h": (BLOCKS * n,)}
+
+
+def matrix_blocks() -> tuple[int, int]:
+    """(G_W, G_U) = (3, 3): (n, m) blocks of W and (n, n) blocks of U."""
+    return BLOCKS, BLOCKS
 
 
 def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
@@ -157,5 +174,5 @@ def _split(a: np.ndarray, n: int):
 
 
 def weight_blocks(params: dict) -> tuple[int, int]:
-    """(G_W, G_U) = (3, 3): W and U each hold three gate blocks."""
-    return BLOCKS, BLOCKS
+    """:func:`matrix_blocks` of a parameter dict: W and U each hold three gate blocks."""
+    return matrix_blocks()

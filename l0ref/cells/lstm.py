@@ -30,8 +30,24 @@ from ._masks import (as_dtype, check_grad_output, check_inputs, check_param, che
 
 NAME = "lstm"
 BLOCKS = 4  #: gate blocks i, f, g, o
+BLOCK_NAMES = ("i", "f", "g", "o")  #: PyTorch's order; g is the paper's u
 STATE_KEYS = ("h0", "c0")  #: names of the initial-state gradients returned by backward
 PARAM_KEYS = ("W", "U", "b")
+OPTIONS = ()  #: cell options beyond ``init_range``: none
+#: Compaction (``compact.py``): the kind of every axis of every parameter.
+FOLD_AXES = {"W": ("rows", "in"), "U": ("rows", "hid"), "b": ("bias",)}
+
+
+def param_shapes(input_size: int, hidden_size: int) -> dict:
+    """Shapes of the parameters for input size m and hidden size n."""
+    m, n = check_sizes(input_size, hidden_size)
+    return {"W": (BLOCKS * n, m), "U": (BLOCKS * n, n), "b": (BLOCKS * n,)}
+
+
+def matrix_blocks() -> tuple[int, int]:
+    """(G_W, G_U) = (4, 4): (n, m) blocks of W and (n, n) blocks of the recurrent weights,
+    for counting weights and multiply-adds."""
+    return BLOCKS, BLOCKS
 
 
 def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
@@ -157,5 +173,5 @@ def _gate_nonlinearities(a: np.ndarray, n: int) -> np.ndarray:
 
 
 def weight_blocks(params: dict) -> tuple[int, int]:
-    """(G_W, G_U) = (4, 4): W and U each hold four gate blocks."""
-    return BLOCKS, BLOCKS
+    """:func:`matrix_blocks` of a parameter dict: W and U each hold four gate blocks."""
+    return matrix_blocks()

@@ -50,10 +50,28 @@ from ._masks import (as_dtype, check_count, check_grad_output, check_inputs, che
 
 NAME = "rhn"
 BLOCKS = 2  #: gate blocks H (candidate) and T (transform gate)
+BLOCK_NAMES = ("H", "T")  #: transform candidate, transform gate
 STATE_KEYS = ("q0",)  #: name of the initial-state gradient returned by backward
 PARAM_KEYS = ("W", "R", "b")
+OPTIONS = ("depth", "transform_bias")  #: cell options beyond ``init_range``
+#: Compaction (``compact.py``): the kind of every axis of every parameter; the
+#: micro-step axis of R and b is not a neuron axis (None): every R^k is folded alike.
+FOLD_AXES = {"W": ("rows", "in"), "R": (None, "rows", "hid"), "b": (None, "bias")}
 DEFAULT_DEPTH = 2  #: the smallest depth with a micro-step that does not read the input
 TRANSFORM_BIAS = -2.0  #: initial bias of the transform gate T (see the module docstring)
+
+
+def param_shapes(input_size: int, hidden_size: int, depth: int = DEFAULT_DEPTH,
+                 transform_bias: float = TRANSFORM_BIAS) -> dict:
+    """Shapes of the parameters for input size m, hidden size n and recurrence depth L."""
+    m, n = check_sizes(input_size, hidden_size)
+    L = check_count("depth", depth, minimum=1)
+    return {"W": (BLOCKS * n, m), "R": (L, BLOCKS * n, n), "b": (L, BLOCKS * n)}
+
+
+def matrix_blocks(depth: int = DEFAULT_DEPTH, transform_bias: float = TRANSFORM_BIAS) -> tuple[int, int]:
+    """(G_W, G_R) = (2, 2L): W holds the H and T blocks, R holds them for each of L micro-steps."""
+    return BLOCKS, BLOCKS * check_count("depth", depth, minimum=1)
 
 
 def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
@@ -192,5 +210,5 @@ def _check_depth_of(params: dict, n: int) -> int:
 
 
 def weight_blocks(params: dict) -> tuple[int, int]:
-    """(G_W, G_R) = (2, 2L): W holds the H and T blocks, R holds them for each of L micro-steps."""
-    return BLOCKS, BLOCKS * depth(params)
+    """:func:`matrix_blocks` of a parameter dict, its depth read off R."""
+    return matrix_blocks(depth(params))

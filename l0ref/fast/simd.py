@@ -1,5 +1,5 @@
 """SIMD vectors inside numba kernels: a vector type and the handful of operations the
-compact-model kernels (``kernels.py``) are written with.
+compact-model kernels (``fast/``) are written with.
 
 LLVM vectorizes numba's elementwise loops by itself, but not a matrix product's
 register blocking: a product tile that keeps 12 accumulators of 8 lanes in the CPU's
@@ -11,14 +11,14 @@ module gives numba such values, as LLVM's own vector types, and nothing more:
   other vector widths, so the code is portable, if not tuned, beyond AVX2);
 - :func:`load` / :func:`store`: a vector from / to ``lanes`` consecutive elements of
   a C-contiguous array, addressed by the *flat* index of the first one (the layout
-  ``kernels.py`` packs its matrices in, so a kernel computes offsets like BLAS does);
+  ``tile.py`` packs its matrices in, so a kernel computes offsets like BLAS does);
   :func:`get` / :func:`put`: one element, by flat index; :func:`lanes_of`: the lanes
   of an array's dtype, a compile-time constant;
 - :func:`splat`: a scalar in every lane; :func:`fma`: ``a * b + c`` lane by lane,
   one fused rounding (LLVM's ``llvm.fma``); :func:`maximum`: the larger of two
   lanes, lane by lane; :func:`lane`: one lane as a scalar;
 - :func:`pow2`: ``2**k`` from the bits of an integral float ``k``, the last step of
-  the vectorizable ``exp`` of ``kernels.py``; :func:`as_type_of`: a constant in the
+  the vectorizable ``exp`` of ``vmath.py``; :func:`as_type_of`: a constant in the
   precision of another value (numba turns ``1 + x`` into float64 for a float32 ``x``).
 
 No bounds are checked: the callers index within arrays whose sizes they laid out.

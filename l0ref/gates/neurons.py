@@ -1,4 +1,4 @@
-"""Structured neuron gates for a stack of recurrent layers (Wen et al. section 3, DESIGN.md 2).
+"""The neuron gates of Wen et al. (section 3): the input and hidden units of a stack of layers.
 
 A stack with input size m and hidden sizes n_1..n_L has L + 1 *gate groups*, one
 ``log_alpha`` vector each::
@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from . import hard_concrete as hc
+from .. import hard_concrete as hc
 
 
 def group_sizes(input_size: int, hidden_sizes: Sequence[int]) -> list[int]:
@@ -58,9 +58,20 @@ def sample_gates(log_alphas: Sequence[np.ndarray], uniforms: Sequence[np.ndarray
     return [hc.sample(la, u) for la, u in zip(log_alphas, uniforms)]
 
 
-def test_gates(log_alphas: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Deterministic test-time gates (Eq. 10, 11) for every group, (size,) each."""
+def deterministic_gates(log_alphas: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The test-time gates (Eq. 10, 11, ``hard_concrete.deterministic``) of every group, (size,) each."""
     return [hc.deterministic(la) for la in log_alphas]
+
+
+def live_counts(gates: Sequence[np.ndarray]) -> list[int]:
+    """Live neurons (gate != 0) per group of test-time gates, one (size,) array each."""
+    out = []
+    for l, g in enumerate(gates):
+        g = np.asarray(g)
+        if g.ndim != 1:
+            raise ValueError(f"gate group {l} has shape {g.shape}; pass test-time gates, one (size,) array per group")
+        out.append(int(np.count_nonzero(g)))
+    return out
 
 
 def layer_masks(gates: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -80,8 +91,8 @@ def gate_grads(d_z: Sequence[np.ndarray], d_s: Sequence[np.ndarray], d_out) -> l
     L = len(d_z)
     grads = [np.array(d_z[0], copy=True)]
     for l in range(1, L):
-        grads.append(_add_broadcast(d_s[l - 1], d_z[l]))
-    grads.append(_add_broadcast(d_s[L - 1], d_out))
+        grads.append(np.asarray(d_s[l - 1]) + np.asarray(d_z[l]))   # (B, n) + (n,) broadcasts
+    grads.append(np.asarray(d_s[L - 1]) + np.asarray(d_out))
     return grads
 
 
@@ -104,11 +115,6 @@ def log_alpha_grads_test(log_alphas, d_gates) -> list[np.ndarray]:
         g = np.asarray(d) * hc.deterministic_grad(la)
         out.append(g.reshape(-1, la.shape[0]).sum(axis=0))
     return out
-
-
-def _add_broadcast(a, b) -> np.ndarray:
-    """a + b where either may be per sequence (B, n) and the other shared (n,)."""
-    return np.asarray(a) + np.asarray(b)
 
 
 def _check_pairs(log_alphas, others, name) -> None:

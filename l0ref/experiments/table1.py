@@ -6,9 +6,9 @@ The paper (section 4.1, Table 1) times a two-layer LSTM language model, vocabula
 Here the same sizes run with random float32 weights (time does not depend on the
 values) through:
 
-- ``l0ref numba``: :func:`l0ref.kernels.run` on the model laid out once by
-  :func:`l0ref.kernels.prepare`, the dense kernels for compact models;
-- ``numpy reference``: :func:`l0ref.model.log_probs`, the plain NumPy forward;
+- ``l0ref numba``: :func:`l0ref.fast.run` on the model laid out once by
+  :func:`l0ref.fast.prepare`, the dense kernels for compact models;
+- ``numpy reference``: :func:`l0ref.models.log_probs`, the plain NumPy forward;
 - ``pytorch``: ``nn.Embedding`` -> one ``nn.LSTM`` / ``nn.GRU`` per layer (the layers
   differ in size) -> ``nn.Linear`` -> ``log_softmax`` under ``torch.inference_mode``,
   where torch is importable (it is not a dependency).  PyTorch has no RHN.
@@ -23,8 +23,8 @@ no multiply-add, so the timing is the same.
 
 Multiply-adds per token (MACs): every gate block of the input and recurrent
 products and the softmax product; the embedding lookup, biases and elementwise
-gate arithmetic count 0.  LSTM layer 4n(m + n), GRU 3n(m + n), RHN
-2n m + depth 2n n, softmax V n_L.  Every configuration and a large float32 numpy
+gate arithmetic count 0 (``cells.layer_macs``: LSTM layer 4n(m + n), GRU 3n(m + n),
+RHN 2n m + depth 2n n), softmax V n_L.  Every configuration and a large float32 numpy
 matrix product (2048 x 2048, 2 * 2048**3 flops) are timed in the same run,
 interleaved round by round, so that the ratios (speedups, fraction of the matmul
 rate, FLOPs = 2 * MACs) compare runs under the same machine load.
@@ -41,8 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels, model
-from .model import ModelConfig
+from .. import fast, models
+from ..cells import get_cell, layer_macs
+from ..gates import PARAMS_KEY
+from ..models import ModelConfig
 
 VOCAB = 10_000
 BATCH = 10
@@ -91,17 +93,13 @@ def macs_by_stage(config: ModelConfig) -> list[tuple[str, int]]:
     """Multiply-adds per token of each stage of the forward, in the order it runs them:
     each layer's input product and recurrent product, then the softmax product (see the
     module docstring)."""
-    gate_blocks = {"lstm": 4, "gru": 3, "rhn": 2}
-    if config.cell not in gate_blocks:
-        raise ValueError(f"no multiply-add count for cell {config.cell!r}")
-    G = gate_blocks[config.cell]
-    depth = config.cell_options.get("depth", 1) if config.cell == "rhn" else 1
-    stages, m = [], config.emb_size
-    for l, n in enumerate(config.hidden_sizes, 1):
-        stages.append((f"layer {l} input product", G * n * m))
-        stages.append((f"layer {l} recurrence", depth * G * n * n))
-        m = n
-    stages.append(("softmax product", config.vocab_size * m))
+    cell = get_cell(config.cell)
+    stages = []
+    for l, (m, n) in enumerate(config.layer_sizes, 1):
+        inp, rec = layer_macs(cell, m, n, config.cell_options)
+        stages.append((f"layer {l} input product", inp))
+        stages.append((f"layer {l} recurrence", rec))
+    stages.append(("softmax product", config.vocab_size * config.hidden_sizes[-1]))
     return stages
 
 
@@ -209,20 +207,20 @@ def build_runs(args, rng):
         if cell not in cells:
             continue
         config = ModelConfig(cell, VOCAB, e, hs, opts)
-        params = model.init_params(config, rng, dtype=np.float32)
-        params.pop("log_alpha")
+        params = models.init_params(config, rng, dtype=np.float32)
+        params.pop(PARAMS_KEY)            # a model without gates: what the kernels run
         base = dict(cell=cell, kind=kind, config=config, structure=structure_name(config),
                     macs_per_token=macs_per_token(config))
-        prepared = kernels.prepare(config, params)      # weights laid out once, as on loading
+        prepared = fast.prepare(config, params)      # weights laid out once, as on loading
         runs.append(dict(base, method="l0ref numba",
-                         fn=lambda k=prepared: kernels.run(k, tokens)))
+                         fn=lambda k=prepared: fast.run(k, tokens)))
         if not args.no_numpy:
             runs.append(dict(base, method="numpy reference",
-                             fn=lambda c=config, p=params: model.log_probs(c, p, tokens)))
+                             fn=lambda c=config, p=params: models.log_probs(c, p, tokens)))
         if torch is not None and cell in ("lstm", "gru"):
             run_t = torch_model(torch, config, params)
             tokens_t = torch.from_numpy(tokens)
-            mine = kernels.log_probs(config, params, tokens)[0]
+            mine = fast.log_probs(config, params, tokens)[0]
             theirs = run_t(tokens_t).numpy()
             runs.append(dict(base, method="pytorch", fn=lambda r=run_t: r(tokens_t),
                              max_abs_diff_vs_kernel=float(np.abs(mine - theirs).max())))
@@ -344,7 +342,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if not args.keep_env:
         argv = sys.argv[1:] if argv is None else list(argv)
-        code = "import sys; from l0ref.bench import main; sys.exit(main(sys.argv[1:]))"
+        code = "import sys; from l0ref.experiments.table1 import main; sys.exit(main(sys.argv[1:]))"
         returncode = rerun_with_thread_env([sys.executable, "-c", code, *argv])
         if returncode is not None:
             return returncode

@@ -1,0 +1,28 @@
+"""Dense numba inference for compact models (``docs/design.md`` section 5), split by job:
+
+- ``simd.py``: LLVM's vector types for numba (load, store, broadcast, fma, max, 2**k);
+- ``vmath.py``: a vectorizable exp, and the sigmoid and tanh on it (within 4 ulp);
+- ``tile.py``: the one register-blocked product tile every multiply-add goes through,
+  the packed layouts it reads, and the matrix products built on it;
+- ``recurrences.py``: the LSTM, GRU and RHN over a whole sequence, gate math fused;
+- ``softmax.py``: the softmax product and the log-softmax in one parallel pass;
+- ``driver.py``: :func:`prepare` (lay a model out once), :func:`run`, :func:`log_probs`,
+  and the table of cells that have a kernel;
+- ``_jit.py``: the compile flags and a disk cache keyed on every file of this folder.
+
+The NumPy code (``models/``, ``cells/``) is the reference; this package computes the
+same numbers (``tests/test_kernels.py``: float32 to 1e-5, float64 to 1e-10, layer by
+layer and end to end) and imports nothing from the training code.
+
+Not in the paper, chosen here: float32 and float64 both run, each in its own precision;
+``fastmath`` allows reassociation and contraction (FMA) but not the no-NaN / no-inf
+assumptions, so results differ from the reference by rounding only.  No BLAS: an
+OpenBLAS product inside the forward brings a second pool of threads, and the idle
+threads of two pools take the cores from each other (measured with earlier kernels
+that called numpy's OpenBLAS: the first layer of the compact Table 1 LSTM took 3.4 ms
+with OpenBLAS's threads sent to sleep at once, 8.0 ms with its default spin).  The tile
+matches OpenBLAS on these shapes (``docs/speed.md``).
+"""
+from .driver import KERNELS, Prepared, log_probs, prepare, prepare_layer, run, run_layer
+
+__all__ = ["KERNELS", "Prepared", "log_probs", "prepare", "prepare_layer", "run", "run_layer"]

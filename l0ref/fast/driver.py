@@ -1,0 +1,241 @@
+"""The driver of the compact-model kernels: lay a model out once, run it layer by layer.
+
+A compact model is ``(config, params)`` of ``models/`` with the surviving neurons only and
+the test-time gates folded into the weights, so its forward has no masks.
+:func:`log_probs` runs it with the same results as ``models.log_probs(config, params,
+tokens)`` (the NumPy reference that ``tests/test_kernels.py`` checks this package
+against) and the same return convention; :func:`prepare` lays a model's weights out for
+the kernels once (``tile.pack_panels``) and :func:`run` runs the prepared model, for
+callers that run it many times.  Each cell with a kernel has one row in
+:data:`KERNELS`: how to lay out its layer and which recurrence runs it
+(``recurrences.py``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..cells import get_cell
+from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
+from .softmax import output_log_probs
+from .tile import MAX_ROWS, chunks, matmul_bias, pack_panels, pad_panels, panel_width
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A compact model laid out for the kernels: every weight matrix packed into panels
+    (:func:`pack_panels`), biases zero-padded to them, all in one dtype.  Built once by
+    :func:`prepare` (as inference code loads weights once), run by :func:`run`."""
+
+    cell: str
+    vocab_size: int
+    emb: np.ndarray
+    layers: tuple
+    out_W: np.ndarray
+    out_b: np.ndarray
+
+
+def _packed_input(p: dict, key_b: str, dtype) -> dict:
+    return {"W": pack_panels(p["W"], dtype), "b_in": pad_panels(p[key_b], dtype)}
+
+
+def _prepare_lstm(p, dtype):
+    """W packed with b (what the input projection adds), U packed."""
+    return {**_packed_input(p, "b", dtype), "U": pack_panels(p["U"], dtype)}
+
+
+def _prepare_gru(p, dtype):
+    """W packed with b_i, U packed, b_h padded (the recurrent bias, inside r * (...))."""
+    return {**_packed_input(p, "b_i", dtype), "U": pack_panels(p["U"], dtype), "b_rec": pad_panels(p["b_h"], dtype)}
+
+
+def _prepare_rhn(p, dtype):
+    """W packed with b^1 (the first micro-step's bias), every R^k packed, all biases padded."""
+    b_rec = pad_panels(p["b"], dtype)
+    return {"W": pack_panels(p["W"], dtype), "b_in": b_rec[0], "b_rec": b_rec,
+            "R": np.stack([pack_panels(R_k, dtype) for R_k in np.asarray(p["R"])])}
+
+
+def _run_lstm(q, wx, state0, out, pre, starts, new_state):
+    h0, c0 = (None, None) if state0 is None else state0
+    h, c = new_state(h0, "h0"), new_state(c0, "c0")
+    lstm_sequence(wx, q["U"], h, c, out, pre, starts)
+    return (h, c)
+
+
+def _run_gru(q, wx, state0, out, pre, starts, new_state):
+    h = new_state(state0, "h0")
+    gru_sequence(wx, q["U"], q["b_rec"], h, out, pre, starts)
+    return h
+
+
+def _run_rhn(q, wx, state0, out, pre, starts, new_state):
+    s = new_state(state0, "q0")
+    rhn_sequence(wx, q["R"], q["b_rec"], s, out, pre, starts)
+    return s
+
+
+@dataclass(frozen=True)
+class CellKernel:
+    """How the driver runs one cell: ``prepare(params, dtype)`` -> the layer's packed
+    arrays, ``run(q, wx, state0, out, pre, starts, new_state)`` -> the final state."""
+
+    prepare: Callable
+    run: Callable
+
+
+#: The cells that have a kernel, by name; any other registered cell runs in NumPy only.
+KERNELS = {
+    "lstm": CellKernel(_prepare_lstm, _run_lstm),
+    "gru": CellKernel(_prepare_gru, _run_gru),
+    "rhn": CellKernel(_prepare_rhn, _run_rhn),
+}
+
+
+def _kernel(cell: str) -> CellKernel:
+    if cell not in KERNELS:
+        raise ValueError(f"no kernel for cell {cell!r}; known: {sorted(KERNELS)}")
+    return KERNELS[cell]
+
+
+def prepare_layer(cell: str, p: dict, m: int, dtype) -> dict:
+    """One layer's parameters for :func:`run_layer`, after checking every shape against
+    the cell's ``param_shapes`` (the kernels read by flat offsets without bounds checks):
+    ``n``, W packed with the bias the input projection adds (``b_in``), the recurrent
+    matrices packed and, GRU and RHN, the recurrent biases ``b_rec``."""
+    kernel = _kernel(cell)
+    module = get_cell(cell)
+    W = np.asarray(p["W"])
+    if W.ndim != 2 or W.shape[1] != m or W.shape[0] % module.BLOCKS:
+        raise ValueError(f"{cell} W has shape {W.shape}, expected ({module.BLOCKS}n, {m})")
+    n = W.shape[0] // module.BLOCKS
+    options = {"depth": np.shape(p["R"])[0]} if "R" in p and np.ndim(p["R"]) == 3 else {}
+    for key, shape in module.param_shapes(m, n, **options).items():
+        if np.shape(p[key]) != tuple(shape):
+            raise ValueError(f"{cell} {key} has shape {np.shape(p[key])}, expected {tuple(shape)}")
+    return {"n": n, **kernel.prepare(p, dtype)}
+
+
+def _check_finite(params: dict) -> None:
+    """``ValueError`` naming the first parameter with a NaN or inf (the kernels would
+    carry it into every log-probability)."""
+    named = [("emb", params["emb"]), ("out_W", params["out_W"]), ("out_b", params["out_b"])]
+    named += [(f"layers.{l}.{key}", a) for l, p in enumerate(params["layers"]) for key, a in p.items()]
+    for name, a in named:
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"parameter {name} contains NaN or inf")
+
+
+def _check_shape(name: str, a, want: tuple) -> None:
+    if np.shape(a) != want:
+        raise ValueError(f"parameter {name} has shape {np.shape(a)}, expected {want}")
+
+
+def prepare(config, params: dict) -> Prepared:
+    """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`).
+
+    Every shape is checked against ``config`` here: the kernels index by flat offsets
+    without bounds checks, so a matrix of the wrong size would be read past its end."""
+    _kernel(config.cell)
+    emb = np.asarray(params["emb"])
+    dtype = emb.dtype
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"kernels run float32 or float64 parameters, got {dtype}")
+    L = len(config.hidden_sizes)
+    if len(params["layers"]) != L:
+        raise ValueError(f"config has {L} layers, parameters have {len(params['layers'])}")
+    _check_finite(params)
+    V = int(config.vocab_size)
+    _check_shape("emb", emb, (V, config.emb_size))
+    layers, m = [], config.emb_size
+    for l, (p, n) in enumerate(zip(params["layers"], config.hidden_sizes)):
+        q = prepare_layer(config.cell, p, m, dtype)
+        if q["n"] != n:
+            raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
+        layers.append(q)
+        m = n
+    _check_shape("out_W", params["out_W"], (V, m))
+    _check_shape("out_b", params["out_b"], (V,))
+    return Prepared(config.cell, int(config.vocab_size), np.ascontiguousarray(emb), tuple(layers),
+                    pack_panels(params["out_W"], dtype), pad_panels(params["out_b"], dtype))
+
+
+# --------------------------------------------------------------------- driver
+
+
+def run_layer(cell: str, q: dict, x: np.ndarray, state0=None):
+    """One compact recurrent layer over x (T, B, m); returns (outputs (T, B, n), final state).
+
+    ``q`` is the layer from :func:`prepare_layer` in x's dtype; ``state0`` in the cell's
+    own form (LSTM ``(h, c)``, GRU ``h``, RHN ``q``) or None for zeros.
+    """
+    dtype = x.dtype
+    if x.ndim != 3 or x.shape[2] != q["W"].shape[1] or dtype != q["W"].dtype:
+        raise ValueError(f"layer input has shape {x.shape} and dtype {dtype}; the layer takes "
+                         f"(T, B, {q['W'].shape[1]}) {q['W'].dtype}")
+    x = np.ascontiguousarray(x)
+    T, B, m = x.shape
+    n = q["n"]
+    width = q["W"].shape[0] * panel_width(dtype)                 # G n rounded up to whole panels
+    wx = np.empty((T, B, width), dtype)
+    matmul_bias(x.reshape(T * B, m), q["W"], q["b_in"], wx.reshape(T * B, width),       # every step's
+                chunks(T * B, MAX_ROWS))                                                # input projection
+    out = np.empty((T, B, n), dtype)
+    pre = np.empty((B, width), dtype)
+    starts = chunks(B)
+
+    def state(s, name):
+        """The initial state as a fresh (B, n) array (updated in place)."""
+        if s is None:
+            return np.zeros((B, n), dtype)
+        s = np.asarray(s)
+        if s.shape != (B, n):
+            raise ValueError(f"initial state {name} has shape {s.shape}, expected ({B}, {n})")
+        return np.array(s, dtype=dtype, order="C")               # a copy: the caller's array stays
+
+    return out, _kernel(cell).run(q, wx, state0, out, pre, starts, state)
+
+
+def run(prepared: Prepared, tokens, state0=None):
+    """Log-probabilities of the next token (T, B, V) and the final states of a model
+    laid out by :func:`prepare`; arguments and results as :func:`log_probs`."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 1 \
+            or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"tokens must be integer ids of shape (T, B), T, B >= 1; got {tokens.shape} {tokens.dtype}")
+    if tokens.min() < 0 or tokens.max() >= prepared.vocab_size:
+        raise ValueError(f"token ids must lie in [0, {prepared.vocab_size})")
+    L = len(prepared.layers)
+    state0 = [None] * L if state0 is None else list(state0)
+    if len(state0) != L:
+        raise ValueError(f"state0 has {len(state0)} entries for {L} layers")
+    x = np.take(prepared.emb, tokens, axis=0)                    # (T, B, e); faster than emb[tokens]
+    finals = []
+    for q, s0 in zip(prepared.layers, state0):
+        x, final = run_layer(prepared.cell, q, x, s0)
+        finals.append(final)
+    T, B = tokens.shape
+    logp = np.empty((T * B, prepared.vocab_size), x.dtype)
+    output_log_probs(x.reshape(T * B, -1), prepared.out_W, prepared.out_b, logp, chunks(T * B, MAX_ROWS))
+    return logp.reshape(T, B, -1), finals
+
+
+def log_probs(config, params: dict, tokens, state0=None):
+    """Log-probabilities of the next token (T, B, V) and the final states of a compact model.
+
+    ``config`` is a ``model.ModelConfig`` (its ``cell``, ``vocab_size``, ``emb_size``,
+    ``hidden_sizes``); ``params`` as in ``model.py`` with all gates one (a compact
+    model); ``tokens`` (T, B) integer ids; ``state0`` a list with each layer's
+    initial state in the cell's own form (LSTM ``(h, c)``, GRU ``h``, RHN ``q``) or
+    None for zeros.  Runs in the parameters' dtype (float32 or float64).  Returns
+    ``(logp, final_states)`` like ``model.log_probs(config, params, tokens)``.
+    Hidden sizes of 0 (a fully pruned layer) are allowed.  Lays the weights out anew
+    on every call: to run one model many times, :func:`prepare` it once and call
+    :func:`run`.
+    """
+    return run(prepare(config, params), tokens, state0)
+
+
+__all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel"]

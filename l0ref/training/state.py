@@ -1,0 +1,67 @@
+"""Everything training needs to continue exactly where it stopped: :class:`TrainState`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import models
+from .config import DTYPES, TrainConfig
+from .optim import init_opt
+from .weights import PenaltyWeights
+
+
+@dataclass
+class TrainState:
+    """The state of a run.
+
+    ``params`` and ``opt`` are parameter trees (``tree.py``); ``opt`` holds the SGD
+    momentum buffers (``{"momentum": tree}``, empty without momentum) or Adam's moments
+    (``{"m": tree, "v": tree}``) and ``opt_t``, the number of updates made.
+    ``penalty_weights`` gives the lambdas of every step (``weights.py``).  ``hidden`` is
+    the recurrent state carried into the next window (None at the start of an epoch).
+    ``epoch`` counts finished epochs; ``position`` is the next window of the current one.
+    """
+
+    model_config: models.ModelConfig
+    config: TrainConfig
+    params: dict
+    rng: np.random.Generator
+    n_train_tokens: int
+    penalty_weights: PenaltyWeights
+    lr: float
+    opt: dict = field(default_factory=dict)
+    opt_t: int = 0
+    hidden: list | None = None
+    step: int = 0
+    epoch: int = 0
+    position: int = 0
+    tokens_seen: int = 0
+    elapsed: float = 0.0                  # training seconds, summed over sessions
+    history: list = field(default_factory=list)
+    loss_sum: float = 0.0                 # train loss since the last history record
+    loss_count: int = 0
+    vocab: list | None = None             # tokens in id order, for evaluating new text
+    level: str = "word"
+    meta: dict = field(default_factory=dict)  # JSON-able notes kept in checkpoints (e.g. the corpus)
+
+    @property
+    def dtype(self):
+        return DTYPES[self.config.dtype]
+
+
+def init_state(model_config: models.ModelConfig, config: TrainConfig, n_train_tokens: int,
+               vocab: list | None = None, level: str = "word") -> TrainState:
+    """A fresh state: parameters drawn from ``Generator(PCG64(seed))``, ``log_alpha`` from
+    ``N(log_alpha_init, log_alpha_std)``, optimizer buffers at zero."""
+    rng = np.random.default_rng(config.seed)
+    params = models.init_params(model_config, rng, dtype=DTYPES[config.dtype], init_range=config.init_range,
+                                log_alpha_mean=config.log_alpha_init, log_alpha_std=config.log_alpha_std)
+    weights = PenaltyWeights.from_config(config, model_config.n_layers, int(n_train_tokens))
+    if vocab is not None and len(vocab) != model_config.vocab_size:
+        raise ValueError(f"vocabulary has {len(vocab)} tokens, the model {model_config.vocab_size}")
+    return TrainState(model_config, config, params, rng, int(n_train_tokens), weights, float(config.lr),
+                      opt=init_opt(config, params), vocab=None if vocab is None else list(vocab), level=level)
+
+
+__all__ = ["TrainState", "init_state"]

@@ -1,0 +1,64 @@
+"""One training step (Wen et al. sections 3-4): sample gates, loss, penalty, clip, update."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import gates as gates_mod
+from .. import models
+from .. import penalties
+from ..tree import leaves
+from .optim import add_weight_decay, update
+from .tasks import lm_loss_and_grads
+
+
+def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm_loss_and_grads) -> dict:
+    """One update on one window: sample gates, forward, backward, penalty, clip, update.
+
+    ``inputs, targets`` are the task's arrays (token ids (T, B) for the language model,
+    whose loss is the default ``loss_and_grads``).  Updates ``state.params`` and the
+    optimizer buffers in place, replaces ``state.hidden`` with the window's final states
+    and advances ``step``, ``opt_t`` and ``tokens_seen``; nothing else (no data position,
+    no history, no I/O), so a benchmark can time exactly this.  Returns ``loss`` (the
+    task's mean loss, without the penalty), ``penalty`` (lambda-weighted Eq. 7 term added
+    to it), ``grad_norm`` (global, before clipping) and ``lr``.
+    """
+    mc, cfg, p = state.model_config, state.config, state.params
+    B = inputs.shape[1]
+    log_alpha = models.neuron_log_alpha(p)
+
+    # Gates: one hard concrete sample per sequence (B, size) per group (Eq. 8).
+    u = gates_mod.draw_uniforms(log_alpha, B, state.rng)
+    g = gates_mod.sample_gates(log_alpha, u)
+    loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
+    d_log_alpha = gates_mod.log_alpha_grads(log_alpha, u, grads.pop("gates"))
+
+    # Expected-L0 penalty (Eq. 7, with P(gate != 0) of Eq. 9) and its gradient.
+    lam1, lam2 = state.penalty_weights.current()
+    pen, d_pen = penalties.penalty(log_alpha, lam1, lam2)
+    grads[gates_mod.PARAMS_KEY] = {"neurons": [(a + b).astype(state.dtype, copy=False)
+                                               for a, b in zip(d_log_alpha, d_pen)]}
+
+    g_leaves, p_leaves = leaves(grads), leaves(p)
+    if len(g_leaves) != len(p_leaves):
+        raise ValueError(f"gradient tree has {len(g_leaves)} arrays, parameters {len(p_leaves)}")
+
+    # Global-norm clipping over every gradient, the gates' included.
+    norm = math.sqrt(sum(float(np.vdot(a, a)) for a in g_leaves))
+    if not math.isfinite(norm):
+        raise FloatingPointError(f"gradient norm is {norm} at step {state.step}; lower the learning rate")
+    if cfg.clip > 0 and norm > cfg.clip:
+        scale = state.dtype(cfg.clip / norm)
+        for a in g_leaves:
+            a *= scale
+
+    add_weight_decay(state, g_leaves, p_leaves)      # after clipping, as PyTorch's optimizers do
+    update(state, p_leaves, g_leaves)
+    state.hidden = finals
+    state.step += 1
+    state.tokens_seen += int(inputs.size)
+    return {"loss": loss, "penalty": pen, "grad_norm": norm, "lr": state.lr}
+
+
+__all__ = ["train_step"]
