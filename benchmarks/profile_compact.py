@@ -24,12 +24,12 @@ import numpy as np
 from l0ref import models as model
 from l0ref.fast import driver
 from l0ref.gates import PARAMS_KEY
-from l0ref.experiments.table1 import BATCH, MATMUL_N, STEPS, STRUCTURES, VOCAB, macs_by_stage, rerun_with_thread_env
+from l0ref.experiments.table1 import BATCH, MATMUL_N, STEPS, CONFIGS, VOCAB, macs_by_stage, rerun_with_thread_env
 from l0ref.models import ModelConfig
 
 TIMED = ("matmul_bias", "lstm_sequence", "gru_sequence", "rhn_sequence", "output_log_probs")
-#: The compact configurations of the benchmark (``l0ref.experiments.table1.STRUCTURES``), by cell.
-CONFIGS = {cell: ModelConfig(cell, VOCAB, e, hs, opts) for cell, kind, e, hs, opts in STRUCTURES if kind == "compact"}
+#: The compact configurations of the benchmark (``l0ref.experiments.table1.CONFIGS``), by cell.
+CONFIGS = {cell: ModelConfig(cell, VOCAB, e, hs, opts) for cell, kind, e, hs, opts in CONFIGS if kind == "compact"}
 
 
 def instrument(record: list) -> None:

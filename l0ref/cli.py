@@ -230,13 +230,14 @@ def _model_spec(args) -> dict:
     if any(n < 1 for n in hidden):
         raise UsageError(f"--hidden sizes must be >= 1, got {hidden}")
     options = {}
-    if cell == "rhn":
+    if "depth" in CELLS[cell].OPTIONS:
         depth = DEFAULT_MODEL["depth"] if args.depth is None else args.depth
         if depth < 1:
             raise UsageError(f"--depth must be >= 1, got {depth}")
         options["depth"] = depth
     elif args.depth is not None:
-        raise UsageError("--depth applies to --cell rhn only")
+        deep = " or ".join(c for c in sorted(CELLS) if "depth" in CELLS[c].OPTIONS)
+        raise UsageError(f"--depth applies to --cell {deep} only")
     return {"cell": cell, "emb_size": emb, "hidden_sizes": tuple(hidden), "cell_options": options}
 
 
@@ -293,7 +294,7 @@ def cmd_compact(args) -> int:
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, mc.vocab_size, (pipeline.TIMING_STEPS, pipeline.TIMING_BATCH))
     _say(pipeline.check_compaction(mc, params, cm, tokens)["message"])
-    _say(compact_mod.format_structure(cm))
+    _say(compact_mod.format_size_report(cm))
     pipeline.save_compact(Path(args.out), cm, state.vocab, state.level)
     _say(f"compact model: {args.out}")
     return 0

@@ -94,8 +94,8 @@ class CompactModel:
         """``models.log_probs`` of the compact model: (T, B, V) and the final states."""
         return models.log_probs(self.config, self.params, tokens, None, state0)
 
-    def structure(self) -> "Structure":
-        return structure(self)
+    def size_report(self) -> "SizeReport":
+        return size_report(self)
 
 
 def check_compaction_gates(config: ModelConfig, gates, dtype) -> list[np.ndarray]:
@@ -122,7 +122,7 @@ def compact(config: ModelConfig, params: dict, gates=None) -> CompactModel:
     """Build the compact model that equals the masked full model (Eq. 2 with the gates of Eq. 10, 11).
 
     ``gates``: one vector per group, ``[(e,), (n_1,), ..., (n_L,)]``, each value in
-    [0, 1]; None means ``gates.test_gates(params["log_alpha"])``.  The gates are cast to
+    [0, 1]; None means ``models.inference_gates(params)``.  The gates are cast to
     the model's dtype first, and a neuron is kept iff its gate is then nonzero.
     Fully pruned groups give size-0 layers (see the module docstring).
     """
@@ -193,7 +193,7 @@ def compact_state(cm: CompactModel, states) -> list:
     return out
 
 
-# --- The structure report ---------------------------------------------------------------
+# --- The size report: parameters and multiply-adds before and after -------------------------
 
 @dataclass
 class Component:
@@ -209,7 +209,7 @@ class Component:
 
 
 @dataclass
-class Structure:
+class SizeReport:
     """What compaction kept: per group ``(name, kept, total)`` and per component counts."""
 
     cell: str
@@ -240,7 +240,7 @@ def _layer_counts(config: ModelConfig, m: int, n: int) -> tuple[int, int]:
     return layer_param_count(cell, m, n, config.cell_options), sum(layer_macs(cell, m, n, config.cell_options))
 
 
-def structure(cm: CompactModel) -> Structure:
+def size_report(cm: CompactModel) -> SizeReport:
     """Counts before and after compaction.
 
     Parameters: every weight and bias (no ``log_alpha``).  Multiply-adds per token: the
@@ -262,13 +262,13 @@ def structure(cm: CompactModel) -> Structure:
         m_full, m_small = n_full, n_small
     comps.append(Component("softmax", f"{m_full}->{V}", f"{m_small}->{V}",
                            V * m_full + V, V * m_small + V, V * m_full, V * m_small))
-    return Structure(full.cell, groups, comps)
+    return SizeReport(full.cell, groups, comps)
 
 
-def format_structure(report) -> str:
-    """A readable text table of a :class:`Structure` (or of a CompactModel's structure)."""
+def format_size_report(report) -> str:
+    """A readable text table of a :class:`SizeReport` (or of a CompactModel's size report)."""
     if isinstance(report, CompactModel):
-        report = structure(report)
+        report = size_report(report)
 
     def ratio(after, before):
         return f"{after / before:7.1%}" if before else "      -"
@@ -403,5 +403,5 @@ def _expected_shapes(config: ModelConfig) -> dict:
     return shapes
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CompactModel", "Component", "Structure",
-           "compact", "compact_state", "check_compaction_gates", "structure", "format_structure", "save", "load"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CompactModel", "Component", "SizeReport",
+           "compact", "compact_state", "check_compaction_gates", "size_report", "format_size_report", "save", "load"]

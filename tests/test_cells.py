@@ -82,7 +82,7 @@ def check_log_alpha_chain(cell, problem, log_alphas, uniforms=None) -> None:
     With ``uniforms`` the gates are hard concrete samples (Eq. 8), one per sequence;
     with None, the test-time gates (Eq. 10, 11).  The loss is a fixed projection of
     the outputs and the final state (every part of it: the LSTM's h and c) plus, as the
-    output layer reads ``s * h`` (DESIGN.md section 2), a projection of ``s * h_T``
+    output layer reads ``s * h`` (docs/design.md section 2), a projection of ``s * h_T``
     (``outputs[-1]``, the GRU's h and the RHN's q alike): the hidden group receives
     gradient from both of its uses.
     """
@@ -222,7 +222,7 @@ def _random_state(cell, batch, size, rng):
 @pytest.mark.parametrize("name", sorted(CELLS))
 @pytest.mark.parametrize("m, n", [(0, 3), (3, 0), (0, 0)])
 def test_zero_width_layers_run_and_have_correct_gradients(name, m, n):
-    """Compaction can prune a whole layer (width 0) or its whole input (DESIGN.md section 5)."""
+    """Compaction can prune a whole layer (width 0) or its whole input (docs/design.md section 5)."""
     cell = get_cell(name)
     rng = np.random.default_rng(3)
     T, B = 3, 2

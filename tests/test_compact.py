@@ -1,5 +1,5 @@
-"""Compaction (``l0ref.compact``, DESIGN.md section 5): mask-to-structure equivalence,
-the structure report, and the compact model's files.
+"""Compaction (``l0ref.compact``, ``docs/design.md`` section 5): mask-to-structure equivalence,
+the size report, and the compact model's files.
 
 Equivalence: the masked full model, ``model.log_probs(config, params, tokens, gates=g)``,
 and the compact model, ``model.log_probs(cm.config, cm.params, tokens)``, give the same
@@ -169,7 +169,7 @@ def test_bad_gates_are_rejected():
         C.compact(config, {**params, "out_W": params["out_W"][:, :1]}, ones)
 
 
-# --- The structure report ----------------------------------------------------------------
+# --- The size report ---------------------------------------------------------------------
 
 def hand_model():
     """LSTM, V = 10, e = 6, hidden (5, 4); kept 4 of 6, 3 of 5, 2 of 4."""
@@ -178,9 +178,9 @@ def hand_model():
     return config, params, g
 
 
-def test_structure_against_a_hand_count():
+def test_size_report_against_a_hand_count():
     config, params, g = hand_model()
-    report = C.structure(C.compact(config, params, g))
+    report = C.size_report(C.compact(config, params, g))
     assert report.groups == [("embedding", 4, 6), ("layer 1", 3, 5), ("layer 2", 2, 4)]
     rows = {c.name: c for c in report.components}
     assert list(rows) == ["embedding", "layer 1", "layer 2", "softmax"]
@@ -210,11 +210,11 @@ HAND_LAYER_COUNTS = {
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_structure_counts_every_gate_block(name):
+def test_size_report_counts_every_gate_block(name):
     config, params = random_model(name, V=9, e=5, hidden=(6, 4))
     g = random_gates(config, np.random.default_rng(2), zero_groups=[2])
     cm = C.compact(config, params, g)
-    report = cm.structure()
+    report = cm.size_report()
     for before_after, cfg in ((0, config), (1, cm.config)):
         m, sizes = cfg.emb_size, []
         for n in cfg.hidden_sizes:
@@ -230,9 +230,9 @@ def test_structure_counts_every_gate_block(name):
     assert report.components[-1].macs_after == 0           # the last layer is pruned away
 
 
-def test_format_structure_is_a_readable_table():
+def test_format_size_report_is_a_readable_table():
     config, params, g = hand_model()
-    text = C.format_structure(C.compact(config, params, g))
+    text = C.format_size_report(C.compact(config, params, g))
     lines = text.splitlines()
     assert lines[0] == "compacted lstm model"
     assert any(line.split() == ["layer", "1", "3", "5", "60.0%"] for line in lines)

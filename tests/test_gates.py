@@ -1,4 +1,4 @@
-"""Gate groups of a stack (DESIGN.md section 2): sampling, tied groups, the whole gradient chain.
+"""Gate groups of a stack (docs/design.md section 2): sampling, tied groups, the whole gradient chain.
 
 The chain under test, for a 2-layer LSTM stack with L + 1 = 3 gate groups::
 

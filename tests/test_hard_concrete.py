@@ -114,7 +114,7 @@ def test_sample_grad_matches_finite_differences(pair):
     w = _weights(la.shape)
     check_gradients(lambda: float(np.sum(w * hc.sample(la, u))), {"log_alpha": la},
                     {"log_alpha": w * hc.sample_grad(la, u)})
-    # and the closed form of DESIGN.md: (zeta - gamma) s (1 - s) / beta
+    # and the closed form of docs/design.md: (zeta - gamma) s (1 - s) / beta
     s = (stretched_value(la, u) - GAMMA) / (ZETA - GAMMA)
     np.testing.assert_allclose(hc.sample_grad(la, u), (ZETA - GAMMA) * s * (1 - s) / BETA, rtol=1e-10)
 
@@ -255,7 +255,7 @@ def test_nonfinite_log_alpha_raises(bad):
         hc.cdf(0.5, la)
 
 
-# --- Derived facts (DESIGN.md section 1) --------------------------------------------------
+# --- Derived facts (docs/design.md section 1) --------------------------------------------------
 
 def test_center_sample_is_exactly_one_half():
     """u = 0.5, log_alpha = 0: s = 0.5, so s_bar = (gamma + zeta) / 2 = 0.5, no rounding."""

@@ -54,8 +54,8 @@ def random_problem(cell, seed, dtype, sizes=None):
     """A random compact model, tokens and (half the time) initial states.
 
     Sizes 0-13 with 0 drawn often; hidden sizes above 16 now and then so that the
-    vectorized dot products run full SIMD vectors; batch 1-7 (row blocks of 3, 2, 1
-    and one chunk per thread); weights Uniform(-1, 1) so the gates leave their
+    vectorized dot products run full SIMD vectors; batch 1-7 (partial tiles of fewer
+    than ``MAX_ROWS`` = 6 rows, and one chunk per thread); weights Uniform(-1, 1) so the gates leave their
     linear range.
     """
     rng = np.random.default_rng(seed)

@@ -85,7 +85,7 @@ def test_log_probs_equals_forward_loss(name, data):
 @FAST_SETTINGS
 @given(data=st.data())
 def test_model_matches_naive_twin(name, data):
-    """The model's wiring of the gate groups (DESIGN.md section 2) against the explicit
+    """The model's wiring of the gate groups (docs/design.md section 2) against the explicit
     masked matrices of Eq. 2 (``tests/naive.py``), run one sequence at a time: layer l
     reads ``z = gates[l-1]``, ``s = gates[l]``, and the softmax reads ``gates[L] * h_L``."""
     masked_params = getattr(naive, f"masked_{name}_params")

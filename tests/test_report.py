@@ -2,7 +2,7 @@
 
 matplotlib comes with the ``plot`` extra, which CI installs with ``test``
 (``pip install ".[test,plot]"``).  Models are built by hand in the shapes of
-DESIGN.md sections 2 and 3 (LSTM W (4n, m), U (4n, n); GRU W (3n, m), U (3n, n);
+docs/design.md sections 2 and 3 (LSTM W (4n, m), U (4n, n); GRU W (3n, m), U (3n, n);
 RHN W (2n, m), R (depth, 2n, n)), so that the figures are tested for every cell
 whether or not it is registered yet; a registered cell gets a real ModelConfig.
 """

@@ -1,6 +1,6 @@
 """Adding a cell is adding one module: a toy Elman cell (``tests/toy_cell.py``), registered
 with ``cells.register`` and nothing else, works in the models, the gradient checks, the
-penalty counts, compaction, the structure report and the figures."""
+penalty counts, compaction, the size report and the figures."""
 from __future__ import annotations
 
 import types
@@ -55,10 +55,10 @@ def test_toy_cell_through_model_compaction_and_report(elman, tmp_path):
     cm = compact.compact(cfg, params)
     ref, _ = models.log_probs(cfg, params, tokens, models.inference_gates(params))
     np.testing.assert_allclose(cm.log_probs(tokens)[0], ref, rtol=1e-12, atol=1e-12)
-    st = compact.structure(cm)
+    st = compact.size_report(cm)
     m, n = cfg.emb_size, cfg.hidden_sizes[0]
     assert st.components[1].macs_before == n * (m + n)           # one block: n m + n n
-    assert training.structure(cfg, params)["recurrent_weights"] == 5 * 11 + 4 * 9
+    assert training.expected_size(cfg, params)["recurrent_weights"] == 5 * 11 + 4 * 9
     report.plot_structure(cfg, params, tmp_path / "s.png")
     assert (tmp_path / "s.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no kernel for cell 'elman'"):

@@ -189,10 +189,10 @@ def test_evaluate_carries_state_across_windows():
     assert pieces == pytest.approx(direct, rel=1e-12)
 
 
-def test_structure_counts_live_neurons_and_expected_weights():
+def test_expected_size_counts_live_neurons_and_expected_weights():
     st = tiny_state(dtype="float64")
     st.params["log_alpha"]["neurons"][1][:3] = -10.0          # three hidden units of layer 1 closed
-    s = train.structure(st.model_config, st.params)
+    s = train.expected_size(st.model_config, st.params)
     assert s["live"] == [5, 4, 6]
     assert s["recurrent_weights"] == 4 * (5 * 7 + 7 * 7) + 4 * (7 * 6 + 6 * 6)
     assert 0 < s["expected_nonzero"] < s["recurrent_weights"]
@@ -353,3 +353,63 @@ def test_damaged_checkpoints_raise_value_error(tmp_path, damage, match):
 def test_missing_checkpoint_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         train.load_checkpoint(tmp_path / "nope.npz")
+
+
+# --------------------------------------------------------------------------- penalty weights as state
+
+
+def test_changed_penalty_weights_survive_a_checkpoint_and_resume_exactly(tmp_path):
+    """The lambdas are training state (``training/weights.py``): weights changed during
+    training (as a controller would) are what a resumed run continues with, not the
+    config's, and the continuation is bit for bit the straight run's."""
+    ids = tiny_corpus(900)
+
+    def raise_lambdas(st):
+        st.penalty_weights.lam1 = [3 * x for x in st.penalty_weights.lam1]
+        st.penalty_weights.lam2 = [0.5 * st.penalty_weights.lam2[0], 7e-3]
+
+    straight = tiny_state("adam", epochs=2)
+    train.fit(straight, train.LanguageModeling(ids, None), max_steps=5)
+    raise_lambdas(straight)
+    train.fit(straight, train.LanguageModeling(ids, None))
+
+    part = tiny_state("adam", epochs=2)
+    train.fit(part, train.LanguageModeling(ids, None), max_steps=5)
+    raise_lambdas(part)
+    path = train.save_checkpoint(tmp_path / "ck.npz", part)
+    resumed = train.load_checkpoint(path)
+    assert resumed.penalty_weights == part.penalty_weights
+    assert resumed.penalty_weights != train.PenaltyWeights.from_config(part.config, 2, part.n_train_tokens)
+    train.fit(resumed, train.LanguageModeling(ids, None))
+    a, b = all_arrays(straight), all_arrays(resumed)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("bad", [{"kind": "fixed", "lam1": [1.0], "lam2": [1.0, 2.0]},
+                                 {"kind": "controller", "lam1": [1.0, 1.0], "lam2": [1.0, 1.0]},
+                                 {"kind": "fixed", "lam1": [1.0, "x"], "lam2": [1.0, 1.0]},
+                                 {"kind": "fixed", "lam1": [1.0, -1.0], "lam2": [1.0, 1.0]}])
+def test_bad_penalty_weights_in_a_checkpoint_are_refused(tmp_path, bad):
+    _, path = _saved(tmp_path)
+    _rewrite(path, tmp_path / "bad.npz", edit_header=lambda h: h.update(penalty_weights=bad))
+    with pytest.raises(ValueError, match="bad.npz: .*(penalty weights|lam1)"):
+        train.load_checkpoint(tmp_path / "bad.npz")
+
+
+def test_version_1_checkpoints_still_load(tmp_path):
+    """Version 1 named the neuron gates ``log_alpha.<k>`` and kept no penalty weights."""
+    st, path = _saved(tmp_path)
+
+    def to_v1(arrays):
+        for k in [k for k in arrays if "log_alpha.neurons." in k]:
+            arrays[k.replace("log_alpha.neurons.", "log_alpha.")] = arrays.pop(k)
+
+    def header_v1(h):
+        h["version"] = 1
+        del h["penalty_weights"]
+        h["model_config"].pop("gate_families")
+    _rewrite(path, tmp_path / "v1.npz", edit_header=header_v1, edit_arrays=to_v1)
+    old = train.load_checkpoint(tmp_path / "v1.npz")
+    a, b = all_arrays(st), all_arrays(old)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert old.penalty_weights == st.penalty_weights

@@ -8,7 +8,7 @@ PyTorch calls the update gate z, but here z is the input gate vector of Eq. 2)::
 
 With an input gate vector z (m,) or (B, m) and a hidden gate vector s (n,) or
 (B, n), the two projections are masked as Eq. 2 masks W and U, in the product
-form of DESIGN.md section 2 (``S = tile(s, 3)``)::
+form of docs/design.md section 2 (``S = tile(s, 3)``)::
 
     gi_t = S * (W @ (z * x_t)) + b_i                             # (B, 3n)
     gh_t = S * (U @ (s * h_{t-1})) + b_h                         # (B, 3n)

@@ -8,7 +8,7 @@ g -- the paper's u -- output o)::
 
 With an input gate vector z (m,) or (B, m) and a hidden gate vector s (n,) or
 (B, n), the preactivations of all four gate blocks are (Eq. 2, in the product
-form of DESIGN.md section 2; ``S = tile(s, 4)``)::
+form of docs/design.md section 2; ``S = tile(s, 4)``)::
 
     a_t = S * (W @ (z * x_t) + U @ (s * h_{t-1})) + b          # (B, 4n)
     i, f, o = sigmoid(a_i), sigmoid(a_f), sigmoid(a_o);  g = tanh(a_g)

@@ -12,7 +12,7 @@ The depth L is not stored separately: it is ``R.shape[0]``.
 
 With an input gate vector z (m,) or (B, m) and a width gate vector s (n,) or
 (B, n), ``S = tile(s, 2)``, the state q passes through L micro-steps per time
-step (the masks of Eq. 2 in the product form of DESIGN.md section 2)::
+step (the masks of Eq. 2 in the product form of docs/design.md section 2)::
 
     q = q_{t-1}                                                 # the last micro-step's state
     for k = 1..L:

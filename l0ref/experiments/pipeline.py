@@ -320,9 +320,9 @@ def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
     tokens = timing_tokens(corpus)
     check = check_compaction(mc, params, cm, tokens)
     log(check["message"])
-    st = compact_mod.structure(cm)
+    st = compact_mod.size_report(cm)
     log("")
-    log(compact_mod.format_structure(st))
+    log(compact_mod.format_size_report(st))
     speed = time_compaction(mc, params, cm, tokens, budget=spec.timing_seconds, threads=spec.threads)
     log("")
     log(speed["message"])
@@ -337,7 +337,7 @@ def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
         lam1=list(cfg.lam1), lam2=list(cfg.lam2), n_train_tokens=state.n_train_tokens,
         steps=state.step, epochs=state.epoch, stopped_by_time=state.epoch < cfg.epochs,
         selection=spec.selection, selected_epoch=chosen["epoch"], **ppl, reference_ppl=ref,
-        expected_nonzero=training.structure(mc, params)["expected_nonzero"],
+        expected_nonzero=training.expected_size(mc, params)["expected_nonzero"],
         params_before=st.params_before, params_after=st.params_after,
         macs_before=st.macs_before, macs_after=st.macs_after, compact_max_abs_diff=check["max_abs_diff"],
         timing=speed["times"], speedup=speed["speedup"], threads=speed["threads"],

@@ -67,8 +67,8 @@ DEFAULT_OUT = Path("benchmarks/results/table1.json")
 #: threads wait.
 THREAD_ENV = {"OPENBLAS_THREAD_TIMEOUT": "4", "GOMP_SPINCOUNT": "1000"}
 
-#: (cell, structure name, embedding size, hidden sizes, cell options)
-STRUCTURES = [
+#: (cell, kind (vanilla or compact), embedding size, hidden sizes, cell options)
+CONFIGS = [
     ("lstm", "vanilla", 1500, (1500, 1500), {}),
     ("lstm", "compact", 251, (296, 247), {}),
     ("gru", "vanilla", 1500, (1500, 1500), {}),
@@ -108,7 +108,7 @@ def macs_per_token(config: ModelConfig) -> int:
     return sum(macs for _, macs in macs_by_stage(config))
 
 
-def structure_name(config: ModelConfig) -> str:
+def sizes_label(config: ModelConfig) -> str:
     sizes = (config.emb_size,) + config.hidden_sizes
     depth = f", depth {config.cell_options['depth']}" if "depth" in config.cell_options else ""
     return f"({', '.join(map(str, sizes))}){depth}"
@@ -198,18 +198,18 @@ def parse_args(argv=None):
 
 
 def build_runs(args, rng):
-    """The timed callables: a list of dicts (method, cell, structure, config, fn)."""
+    """The timed callables: a list of dicts (method, cell, kind, sizes, config, fn)."""
     torch = None if args.no_torch else try_torch()
     cells = [c.strip() for c in args.cells.split(",") if c.strip()]
     tokens = rng.integers(0, VOCAB, (STEPS, BATCH))
     runs = []
-    for cell, kind, e, hs, opts in STRUCTURES:
+    for cell, kind, e, hs, opts in CONFIGS:
         if cell not in cells:
             continue
         config = ModelConfig(cell, VOCAB, e, hs, opts)
         params = models.init_params(config, rng, dtype=np.float32)
         params.pop(PARAMS_KEY)            # a model without gates: what the kernels run
-        base = dict(cell=cell, kind=kind, config=config, structure=structure_name(config),
+        base = dict(cell=cell, kind=kind, config=config, sizes=sizes_label(config),
                     macs_per_token=macs_per_token(config))
         prepared = fast.prepare(config, params)      # weights laid out once, as on loading
         runs.append(dict(base, method="l0ref numba",
@@ -270,7 +270,7 @@ def summarize(runs, matmul_times) -> tuple[dict, list[dict]]:
         tokens = STEPS * BATCH
         gflops = 2 * r["macs_per_token"] * tokens / (st["median_ms"] * 1e-3) / 1e9
         vanilla = by_key.get((r["method"], r["cell"], "vanilla"))
-        row = {"method": r["method"], "cell": r["cell"], "kind": r["kind"], "structure": r["structure"],
+        row = {"method": r["method"], "cell": r["cell"], "kind": r["kind"], "sizes": r["sizes"],
                "config": r["config"].to_dict(), "macs_per_token": r["macs_per_token"],
                "mmacs_per_token": r["macs_per_token"] / 1e6, **st,
                "gflops": gflops, "fraction_of_matmul": gflops / mm_gflops}
@@ -312,7 +312,7 @@ def targets(rows) -> list[dict]:
 
 
 def format_table(matmul, rows, targets_) -> str:
-    head = (f"{'method':<16} {'cell':<5} {'structure':<28} {'MACs/token':>11} "
+    head = (f"{'method':<16} {'cell':<5} {'sizes':<28} {'MACs/token':>11} "
             f"{'time ms: median [IQR] (min-max)':>36} {'speedup':>8} {'MAC red.':>8} {'% matmul':>8}")
     lines = [f"float32 matmul {matmul['size']}x{matmul['size']}: {matmul['gflops']:.1f} GFLOP/s median "
              f"({matmul['median_ms']:.1f} ms, best {matmul['gflops_best']:.1f} GFLOP/s)", "", head,
@@ -322,7 +322,7 @@ def format_table(matmul, rows, targets_) -> str:
              f"({r['min_ms']:.2f}-{r['max_ms']:.2f})")
         sp = f"{r['speedup']:.2f}x" if "speedup" in r else ""
         red = f"{r['mac_reduction']:.2f}x" if "mac_reduction" in r else ""
-        lines.append(f"{r['method']:<16} {r['cell']:<5} {r['structure']:<28} "
+        lines.append(f"{r['method']:<16} {r['cell']:<5} {r['sizes']:<28} "
                      f"{r['mmacs_per_token']:>10.2f}M {t:>36} {sp:>8} {red:>8} "
                      f"{100 * r['fraction_of_matmul']:>7.1f}%")
     lines.append("")
@@ -368,4 +368,4 @@ def main(argv=None) -> int:
     return 0
 
 
-__all__ = ["main", "macs_per_token", "macs_by_stage", "STRUCTURES", "torch_model", "targets", "rerun_with_thread_env", "THREAD_ENV"]
+__all__ = ["main", "macs_per_token", "macs_by_stage", "CONFIGS", "torch_model", "targets", "rerun_with_thread_env", "THREAD_ENV"]

@@ -100,19 +100,19 @@ def _kernel(cell: str) -> CellKernel:
     return KERNELS[cell]
 
 
-def prepare_layer(cell: str, p: dict, m: int, dtype) -> dict:
+def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None) -> dict:
     """One layer's parameters for :func:`run_layer`, after checking every shape against
     the cell's ``param_shapes`` (the kernels read by flat offsets without bounds checks):
     ``n``, W packed with the bias the input projection adds (``b_in``), the recurrent
-    matrices packed and, GRU and RHN, the recurrent biases ``b_rec``."""
+    matrices packed and, GRU and RHN, the recurrent biases ``b_rec``.  ``options``: the
+    config's cell options (the RHN's depth)."""
     kernel = _kernel(cell)
     module = get_cell(cell)
     W = np.asarray(p["W"])
     if W.ndim != 2 or W.shape[1] != m or W.shape[0] % module.BLOCKS:
         raise ValueError(f"{cell} W has shape {W.shape}, expected ({module.BLOCKS}n, {m})")
     n = W.shape[0] // module.BLOCKS
-    options = {"depth": np.shape(p["R"])[0]} if "R" in p and np.ndim(p["R"]) == 3 else {}
-    for key, shape in module.param_shapes(m, n, **options).items():
+    for key, shape in module.param_shapes(m, n, **(options or {})).items():
         if np.shape(p[key]) != tuple(shape):
             raise ValueError(f"{cell} {key} has shape {np.shape(p[key])}, expected {tuple(shape)}")
     return {"n": n, **kernel.prepare(p, dtype)}
@@ -151,7 +151,7 @@ def prepare(config, params: dict) -> Prepared:
     _check_shape("emb", emb, (V, config.emb_size))
     layers, m = [], config.emb_size
     for l, (p, n) in enumerate(zip(params["layers"], config.hidden_sizes)):
-        q = prepare_layer(config.cell, p, m, dtype)
+        q = prepare_layer(config.cell, p, m, dtype, config.cell_options)
         if q["n"] != n:
             raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
         layers.append(q)

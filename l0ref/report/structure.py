@@ -100,6 +100,16 @@ def _check_gates(sizes: Sequence[int], gates) -> list[np.ndarray]:
     return check_compaction_gates(SimpleNamespace(group_sizes=list(sizes)), gates, np.float64)
 
 
+def _recurrent_key(cell: str) -> str:
+    """The name of a cell's recurrent weights: its parameter with a ``"hid"`` axis
+    (``FOLD_AXES``); "U" for a cell that is not registered."""
+    from ..cells import CELLS
+    module = CELLS.get(cell)
+    if module is None:
+        return "U"
+    return next(k for k, axes in module.FOLD_AXES.items() if "hid" in axes)
+
+
 def kept_counts(config, gates: Sequence[np.ndarray]) -> list[Kept]:
     """Kept neurons of every matrix of Fig. 2, in panel order: the embedding, the softmax,
     then for each layer its input weights W and its recurrent weights (U, or R for the RHN).
@@ -111,7 +121,7 @@ def kept_counts(config, gates: Sequence[np.ndarray]) -> list[Kept]:
     live = live_counts(g)
     sizes = [e, *hidden]
     L = len(hidden)
-    rec = "R" if cell == "rhn" else "U"
+    rec = _recurrent_key(cell)
     out = [Kept("embedding", live[0], e, words=V, input_label="dims"),
            Kept("softmax out_W", live[L], hidden[-1], words=V, input_label="units")]
     for l in range(L):
@@ -257,7 +267,7 @@ def plot_structure(config, params: dict, path, gates: Sequence[np.ndarray] | Non
     (:func:`kept_counts`) and the structurally nonzero weights.
 
     ``gates``: test-time gates, one (size,) array per group ``[e, n_1..n_L]``; default
-    ``gates.test_gates(params["log_alpha"])``, or all ones if the params have none (a
+    ``models.inference_gates(params)``, or all ones if the params have none (a
     compacted model).  Matrices are mean-pooled to at most ``max_pixels`` (rows, cols)
     per panel (:func:`downsample`; the default is about a panel's size in pixels), which
     keeps the paper's 2 x 1500 LSTM with V = 10000 to a few seconds and well under 1 MB.

@@ -67,7 +67,7 @@ bit for bit the parameters of training straight through.
 
 from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import DTYPES, LAMBDA_UNIT, OPTIMIZERS, TrainConfig
-from .evaluate import evaluate, live_neurons, reference_perplexities, structure
+from .evaluate import evaluate, live_neurons, expected_size, reference_perplexities
 from .loop import Progress, describe, fit, record, status_line
 from .state import TrainState, init_state
 from .step import train_step
@@ -77,4 +77,4 @@ from .weights import PenaltyWeights
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DTYPES", "LAMBDA_UNIT", "OPTIMIZERS", "LanguageModeling",
            "PenaltyWeights", "Progress", "TrainConfig", "TrainState", "describe", "evaluate", "fit", "init_state",
            "live_neurons", "load_checkpoint", "record", "reference_perplexities", "save_checkpoint", "status_line",
-           "structure", "train_step"]
+           "expected_size", "train_step"]

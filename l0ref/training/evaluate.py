@@ -44,7 +44,7 @@ def live_neurons(params: dict) -> list[int]:
     return gates_mod.live_counts(models.inference_gates(params))
 
 
-def structure(model_config: models.ModelConfig, params: dict) -> dict:
+def expected_size(model_config: models.ModelConfig, params: dict) -> dict:
     """Live neurons per group, their totals, and the expected number of nonzero weights
     of the recurrent stack (all gate blocks counted) against its full count."""
     cell = get_cell(model_config.cell)
@@ -66,4 +66,4 @@ def reference_perplexities(train_ids: np.ndarray, ids: np.ndarray, vocab_size: i
     return {"uniform": float(vocab_size), "unigram": float(np.exp(-logp[np.asarray(ids)].mean()))}
 
 
-__all__ = ["evaluate", "live_neurons", "structure", "reference_perplexities"]
+__all__ = ["evaluate", "live_neurons", "expected_size", "reference_perplexities"]

@@ -9,7 +9,7 @@ from typing import Callable
 from .. import models
 from .. import penalties
 from .checkpoints import save_checkpoint
-from .evaluate import live_neurons, structure
+from .evaluate import expected_size, live_neurons
 from .state import TrainState
 from .step import train_step
 
@@ -74,7 +74,7 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
     entry["train_loss"] = state.loss_sum / state.loss_count if state.loss_count else None
     entry["train_ppl"] = math.exp(min(entry["train_loss"], 50)) if state.loss_count else None
     entry.update(task.valid_metrics(mc, p, cfg))
-    st = structure(mc, p)
+    st = expected_size(mc, p)
     entry["live"] = st["live"]
     entry["expected_nonzero"] = st["expected_nonzero"]
     entry["penalty"] = float(penalties.penalty(models.neuron_log_alpha(p), *state.penalty_weights.current())[0])
