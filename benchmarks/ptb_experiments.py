@@ -100,7 +100,7 @@ def load_data(data_dir: Path):
 
 def run_one(name: str, out_dir: Path, corpus, *, cell: str, emb: int, hidden, depth: int | None = None,
             lam1=(1.0,), lam2=(1.0,), overrides: dict | None = None, plots: bool = True,
-            max_minutes: float | None = None) -> dict:
+            max_minutes: float | None = None, overwrite: bool = False) -> dict:
     """One run of the pipeline (``l0ref.experiments.pipeline``) in ``out_dir/name``, with the
     parameters of the epoch of lowest dev perplexity selected; returns its summary."""
     from l0ref import training
@@ -123,7 +123,7 @@ def run_one(name: str, out_dir: Path, corpus, *, cell: str, emb: int, hidden, de
 
     spec = pipeline.RunSpec(out=out_dir / name, name=name, train=cfg, model=model, corpus_obj=corpus,
                             data_note=SPLIT_NOTE, selection="best_valid", max_minutes=max_minutes, plots=plots,
-                            on_epoch=on_epoch)
+                            on_epoch=on_epoch, overwrite=overwrite)
     s = pipeline.run(spec, log=lambda line: None)
     print(f"  [{name}] selected epoch {s['selected_epoch']} (best dev) | dev ppl {s['valid_ppl']:.2f} | test ppl "
           f"{s['test_ppl']:.2f} | live {'/'.join(map(str, s['live']))} of {'/'.join(map(str, s['sizes']))} | "
@@ -176,8 +176,8 @@ def exp_l0_vs_dense(args) -> None:
     out = args.out / "l0-vs-dense"
     corpus = load_data(args.data_dir)
     ov = _overrides(args)
-    dense = run_one("dense", out, corpus, cell="lstm", **LSTM_SIZE, lam1=(0.0,), lam2=(0.0,), overrides=ov, max_minutes=args.max_minutes_per_run)
-    l0 = run_one("L0", out, corpus, cell="lstm", **LSTM_SIZE, lam1=L0_LAM1, lam2=L0_LAM2, overrides=ov, max_minutes=args.max_minutes_per_run)
+    dense = run_one("dense", out, corpus, cell="lstm", **LSTM_SIZE, lam1=(0.0,), lam2=(0.0,), overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite)
+    l0 = run_one("L0", out, corpus, cell="lstm", **LSTM_SIZE, lam1=L0_LAM1, lam2=L0_LAM2, overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite)
     for s, series in ((dense, "dense (lambda = 0)"), (l0, "L0")):
         s["series"] = series
     report.plot_ppl_vs_width([dense, l0], out / "ppl_vs_width.png",
@@ -205,7 +205,7 @@ def exp_ablation(args) -> None:
     runs = []
     for k in mults:
         lam1 = (ABLATION_LAM1[0] * k,) + tuple(ABLATION_LAM1[1:])
-        s = run_one(f"lam1x{k:g}", out, corpus, cell="lstm", **LSTM_SIZE, lam1=lam1, lam2=ABLATION_LAM2, overrides=ov, max_minutes=args.max_minutes_per_run)
+        s = run_one(f"lam1x{k:g}", out, corpus, cell="lstm", **LSTM_SIZE, lam1=lam1, lam2=ABLATION_LAM2, overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite)
         s["label"] = f"x{k:g}: emb {s['live'][0]}"
         s["multiplier"] = k
         runs.append(s)
@@ -238,11 +238,11 @@ def exp_cells(args) -> None:
     runs = []
     which = args.which or ["gru", "rhn"]
     if "gru" in which:
-        runs.append(run_one("GRU-dense", out, corpus, cell="gru", **GRU_SIZE, lam1=(0.0,), lam2=(0.0,), overrides=ov, max_minutes=args.max_minutes_per_run))
-        runs.append(run_one("GRU-L0", out, corpus, cell="gru", **GRU_SIZE, lam1=L0_LAM1, lam2=L0_LAM2, overrides=ov, max_minutes=args.max_minutes_per_run))
+        runs.append(run_one("GRU-dense", out, corpus, cell="gru", **GRU_SIZE, lam1=(0.0,), lam2=(0.0,), overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite))
+        runs.append(run_one("GRU-L0", out, corpus, cell="gru", **GRU_SIZE, lam1=L0_LAM1, lam2=L0_LAM2, overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite))
     if "rhn" in which:
-        runs.append(run_one("RHN-dense", out, corpus, cell="rhn", **RHN_SIZE, lam1=(0.0,), lam2=(0.0,), overrides=ov, max_minutes=args.max_minutes_per_run))
-        runs.append(run_one("RHN-L0", out, corpus, cell="rhn", **RHN_SIZE, lam1=RHN_LAM[0], lam2=RHN_LAM[1], overrides=ov, max_minutes=args.max_minutes_per_run))
+        runs.append(run_one("RHN-dense", out, corpus, cell="rhn", **RHN_SIZE, lam1=(0.0,), lam2=(0.0,), overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite))
+        runs.append(run_one("RHN-L0", out, corpus, cell="rhn", **RHN_SIZE, lam1=RHN_LAM[0], lam2=RHN_LAM[1], overrides=ov, max_minutes=args.max_minutes_per_run, overwrite=args.overwrite))
     for s in runs:
         s["series"] = s["cell"].upper()
     report.plot_ppl_vs_width(runs, out / "ppl_vs_width.png", title="GRU and RHN, L0 vs dense (PTB valid->test, non-standard)")
@@ -268,7 +268,7 @@ def exp_single(args) -> None:
         size["depth"] = args.depth
     s = run_one(args.name, args.out / "tuning", corpus, cell=args.cell, **size, lam1=tuple(args.lam1),
                 lam2=tuple(args.lam2), overrides=_overrides(args), plots=not args.no_plots,
-                max_minutes=args.max_minutes_per_run)
+                max_minutes=args.max_minutes_per_run, overwrite=args.overwrite)
     _finish(args.out / "tuning" / args.name, "single", model_table([s], None, SPLIT_NOTE), {"runs": [s]}, t0)
 
 
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data-dir", type=Path, required=True,
                         help="directory with ptb.valid.txt and ptb.test.txt (Mikolov's preprocessing)")
     common.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results root (default {DEFAULT_OUT})")
+    common.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier invocation")
     common.add_argument("--max-minutes-per-run", type=float, default=None,
                         help="cap on each run's training time (a safety net on a loaded machine; a run it stops "
                         "is marked in its summary and is then not reproducible bit for bit); default: none")

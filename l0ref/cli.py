@@ -21,6 +21,7 @@ Errors in the input (a missing file, an impossible hyper-parameter) print one li
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import sys
 import time
@@ -34,6 +35,7 @@ from . import models
 from . import training as train_mod
 from .cells import CELLS
 from .experiments import pipeline
+from .experiments.rundir import RUN_FILES, check_output_file
 from .experiments.summary import write_json
 
 DEFAULT_MODEL = {"cell": "lstm", "emb": 128, "hidden": [256, 256], "depth": 10}
@@ -135,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"vocabulary cap, <unk> included (default: none for files, {DEFAULT_MAX_VOCAB} for the embedded corpus)")
     c.add_argument("--out", default=None, help="run directory (default l0ref-runs/<date-time>)")
     c.add_argument("--resume", default=None, metavar="CHECKPOINT",
-                   help="continue a run exactly; only --epochs, --max-minutes and --out apply then")
+                   help="continue a run exactly; only --epochs, --max-minutes, --out and the data files apply then")
+    c.add_argument("--overwrite", action="store_true", help="replace a run that --out holds already")
     c.add_argument("--log-every", type=int, default=25, help="progress line every N steps when not on a terminal")
     c.add_argument("--quiet", action="store_true", help="no progress lines")
     c.add_argument("--timing-seconds", type=_floats("timing-seconds"), default=3.0,
@@ -145,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     k = sub.add_parser("compact", help="compact a training checkpoint into a small dense model")
     k.add_argument("checkpoint")
     k.add_argument("--out", required=True, help="compact model file (.npz)")
+    k.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     k.set_defaults(func=cmd_compact)
 
     e = sub.add_parser("eval", help="perplexity of a checkpoint or compact model on a text file")
@@ -158,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--numpy", action="store_true", help="run a compact model with the NumPy reference, not the kernel")
     e.add_argument("--json", default=None, metavar="FILE",
                    help="also write the result (loss, perplexity, tokens, <unk> rate) as JSON to FILE")
+    e.add_argument("--overwrite", action="store_true", help="replace the --json file if it exists")
     e.set_defaults(func=cmd_eval)
 
     sub.add_parser("bench", help="Table 1 inference benchmark (see l0ref bench --help)", add_help=False)
@@ -165,6 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="figures of one or more run directories")
     r.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     r.add_argument("--out", required=True, help="output directory for the figures")
+    r.add_argument("--overwrite", action="store_true", help="replace a report that --out holds already")
     r.set_defaults(func=cmd_report)
     return p
 
@@ -175,7 +181,7 @@ def main(argv=None) -> int:
     if argv and argv[0] == "bench":
         from .experiments import table1
         try:
-            return int(table1.main(argv[1:]) or 0)
+            return run_command("bench", lambda: table1.main(argv[1:]))
         except SystemExit as exc:
             return exc.code if isinstance(exc.code, int) else 2
     parser = build_parser()
@@ -186,14 +192,43 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    return run_command(args.command, lambda: args.func(args))
+
+
+def describe_os_error(err: OSError) -> str:
+    """An operating-system error as one line: what failed, on which file, and why."""
+    where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
+    reason = err.strerror or str(err)
+    hints = {errno.ENOSPC: "; free some space or choose another --out",
+             errno.EROFS: "; choose a writable --out",
+             errno.EACCES: "; check the permissions or choose another path",
+             errno.EEXIST: "; choose another name or pass --overwrite",
+             errno.ENOTDIR: "; a path component is a file, not a directory"}
+    return f"cannot use{where}: {reason} [Errno {err.errno}]{hints.get(err.errno, '')}"
+
+
+def run_command(name: str, fn) -> int:
+    """Run a command; every expected failure becomes one line on standard error (exit 2),
+    Ctrl-C exits 130 (after a training run has saved where it stopped)."""
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, IsADirectoryError, PermissionError, ImportError,
-            FloatingPointError) as err:
-        print(f"l0ref {args.command}: error: {err}", file=sys.stderr)
+        return int(fn() or 0)
+    except (ValueError, ImportError, FloatingPointError) as err:
+        print(f"l0ref {name}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"l0ref {name}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"l0ref {name}: error: out of memory; choose a smaller model (--emb, --hidden), batch or "
+              f"vocabulary", file=sys.stderr)
+        return 2
+    except train_mod.Interrupted as stop:
+        where = f"; saved where it stopped, resume with: l0ref train --resume {stop.checkpoint}" \
+            if stop.checkpoint is not None else ""
+        print(f"\nl0ref {name}: interrupted{where}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print(f"\nl0ref {args.command}: interrupted", file=sys.stderr)
+        print(f"\nl0ref {name}: interrupted", file=sys.stderr)
         return 130
 
 
@@ -206,6 +241,10 @@ def _say(*parts) -> None:
     print(*parts, flush=True)
 
 
+#: The options of ``l0ref train`` that a checkpoint fixes: refused with ``--resume``.
+RESUME_FIXED = ("cell", "emb", "hidden", "depth", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay",
+                "lr_decay_start", "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale",
+                "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab")
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
                 "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
@@ -249,11 +288,17 @@ def cmd_train(args) -> int:
         raise UsageError(f"--timing-seconds must be >= 0, got {args.timing_seconds}")
     if args.log_every < 1:
         raise UsageError(f"--log-every must be >= 1, got {args.log_every}")
-    if args.max_vocab is not None and args.max_vocab < 1:
-        raise UsageError(f"--max-vocab must be >= 1, got {args.max_vocab}")
+    if args.max_vocab is not None and args.max_vocab < 2:
+        raise UsageError(f"--max-vocab must be >= 2, got {args.max_vocab} (a vocabulary of 1 holds only <unk>: "
+                         f"every token would be <unk> and the perplexity 1)")
     progress = None if args.quiet else train_mod.Progress(sys.stderr, every=args.log_every)
-    common = dict(progress=progress, timing_seconds=args.timing_seconds)
+    common = dict(progress=progress, timing_seconds=args.timing_seconds, overwrite=args.overwrite)
     if args.resume:
+        fixed = [f"--{name.replace('_', '-')}" for name in RESUME_FIXED if getattr(args, name) not in (None, False)]
+        if fixed:
+            raise UsageError(f"{', '.join(fixed)} cannot change on --resume: the checkpoint fixes the model, the "
+                             f"training settings and the vocabulary (only --epochs, --max-minutes, --out and the "
+                             f"data files apply); start a new run to change them")
         out = Path(args.out) if args.out else Path(args.resume).resolve().parent
         corpus = {"train": args.train_path, "valid": args.valid_path, "test": args.test_path}
         spec = pipeline.RunSpec(out=out, resume=Path(args.resume), epochs=args.epochs, corpus=corpus,
@@ -288,16 +333,47 @@ def cmd_train(args) -> int:
 def cmd_compact(args) -> int:
     from . import compact as compact_mod
 
-    state = train_mod.load_checkpoint(args.checkpoint)
+    out = check_output_file(args.out, [args.checkpoint], args.overwrite)
+    state = load_training_checkpoint(args.checkpoint)
     mc, params = state.model_config, state.params
     cm = compact_mod.compact(mc, params)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, mc.vocab_size, (pipeline.TIMING_STEPS, pipeline.TIMING_BATCH))
     _say(pipeline.check_compaction(mc, params, cm, tokens)["message"])
     _say(compact_mod.format_size_report(cm))
-    pipeline.save_compact(Path(args.out), cm, state.vocab, state.level)
+    pipeline.save_compact(out, cm, state.vocab, state.level)
     _say(f"compact model: {args.out}")
     return 0
+
+
+def model_file_format(path) -> str:
+    """The format of an l0ref model file (a training checkpoint or a compact model), or a
+    ``ValueError`` that says what the file is instead."""
+    from . import compact as compact_mod
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, "no such model file", str(path))
+    if path.is_dir():
+        hint = " (a run directory? its model is checkpoint.npz or compact.npz)" if (path / "checkpoint.npz").exists() else ""
+        raise ValueError(f"{path} is a directory, not a model file{hint}")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise ValueError(f"{path} is not an l0ref model file (a checkpoint.npz or a compact model): it is not an "
+                         f"npz archive")
+    fmt = ckpt.peek_format(path)
+    if fmt not in (train_mod.CHECKPOINT_FORMAT, compact_mod.FORMAT_NAME):
+        raise ValueError(f"{path} is an npz archive but not an l0ref model file (its header names "
+                         f"{fmt!r}, expected {train_mod.CHECKPOINT_FORMAT!r} or {compact_mod.FORMAT_NAME!r})")
+    return fmt
+
+
+def load_training_checkpoint(path) -> train_mod.TrainState:
+    """A training checkpoint, with a clear error for a compact model or any other file."""
+    if model_file_format(path) != train_mod.CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is a compact model, not a training checkpoint (checkpoint.npz)")
+    return train_mod.load_checkpoint(path)
 
 
 def _read_vocab(path) -> tuple[data_mod.Vocab, str]:
@@ -305,15 +381,12 @@ def _read_vocab(path) -> tuple[data_mod.Vocab, str]:
     from . import compact as compact_mod
 
     path = Path(path)
-    fmt = ckpt.peek_format(path)
-    if fmt == train_mod.CHECKPOINT_FORMAT:
+    if model_file_format(path) == train_mod.CHECKPOINT_FORMAT:
         st = train_mod.load_checkpoint(path)
         vocab, level = st.vocab, st.level
-    elif fmt == compact_mod.FORMAT_NAME:
+    else:
         meta = compact_mod.load(path).meta
         vocab, level = meta.get("vocab"), meta.get("level", "word")
-    else:
-        raise ValueError(f"{path}: neither an l0ref checkpoint nor a compact model")
     if vocab is None:
         raise ValueError(f"{path}: stores no vocabulary")
     return data_mod.Vocab(vocab), level
@@ -326,9 +399,13 @@ def cmd_eval(args) -> int:
     if args.batch_size < 1 or args.bptt < 1:
         raise UsageError(f"--batch-size and --bptt must be >= 1, got {args.batch_size}, {args.bptt}")
     path = Path(args.model)
-    if not path.exists():
-        raise FileNotFoundError(f"no such model file: {str(path)!r}")
-    if ckpt.peek_format(path) == train_mod.CHECKPOINT_FORMAT:
+    out = None if args.json is None else check_output_file(args.json, [args.model, args.file, args.vocab],
+                                                           args.overwrite, "--json")
+    if model_file_format(path) == train_mod.CHECKPOINT_FORMAT:
+        for flag, given in (("--vocab", args.vocab), ("--numpy", args.numpy)):
+            if given:
+                raise UsageError(f"{flag} applies to compact models; a checkpoint carries its vocabulary and "
+                                 f"runs the NumPy reference with test-time gates")
         state = train_mod.load_checkpoint(path)
         if state.vocab is None:
             raise ValueError(f"{path}: the checkpoint stores no vocabulary")
@@ -360,8 +437,8 @@ def cmd_eval(args) -> int:
     unk = data_mod.unk_rate(ids, vocab)
     _say(f"{args.file}: {ids.size:,} {level} tokens ({unk:.1%} <unk>), {what}: "
          f"loss {nll:.4f} nats/token, perplexity {math.exp(nll):.2f}")
-    if args.json:
-        write_json(Path(args.json), {"file": str(args.file), "model": str(path), "what": what, "tokens": int(ids.size),
+    if out is not None:
+        write_json(out, {"file": str(args.file), "model": str(path), "what": what, "tokens": int(ids.size),
                                      "unk_rate": unk, "loss": nll, "perplexity": math.exp(nll)})
     return 0
 
@@ -371,7 +448,7 @@ def _report_loader(run_dir):
     path = Path(run_dir) / "checkpoint.npz"
     if not path.exists():
         raise FileNotFoundError(str(path))
-    st = train_mod.load_checkpoint(path)
+    st = load_training_checkpoint(path)
     return st.model_config, st.params, models.inference_gates(st.params)
 
 
@@ -381,8 +458,19 @@ def cmd_report(args) -> int:
     except ImportError as err:
         raise ImportError(f"{err}; install it with: pip install 'l0ref[plot]'") from None
     for d in args.run_dirs:
-        if not Path(d).is_dir():
-            raise FileNotFoundError(f"run directory not found: {d!r}")
+        d = Path(d)
+        if d.is_file():
+            raise UsageError(f"{str(d)!r} is a file; l0ref report takes run directories (written by l0ref train)")
+        if not d.is_dir():
+            raise UsageError(f"run directory not found: {str(d)!r}")
+        if not any((d / f).exists() for f in RUN_FILES):
+            raise UsageError(f"{str(d)!r} holds no run (none of {', '.join(RUN_FILES)}); "
+                             f"l0ref report takes the directories that l0ref train writes")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; name a directory for the figures")
+    if (out / "report.md").exists() and not args.overwrite:
+        raise UsageError(f"--out {str(out)!r} holds a report already; choose another --out or pass --overwrite")
     try:
         written = report.make_report(args.run_dirs, args.out, loader=_report_loader)
     except ImportError as err:
@@ -392,6 +480,8 @@ def cmd_report(args) -> int:
         raise ImportError(msg) from None
     for p in written:
         _say(f"wrote {p}")
+    if not written:
+        raise UsageError(f"no figure could be drawn from {', '.join(map(str, args.run_dirs))} (see the notes above)")
     return 0
 
 

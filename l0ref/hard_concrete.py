@@ -157,6 +157,8 @@ def cdf(t, log_alpha, *, beta: float = BETA, gamma: float = GAMMA, zeta: float =
     check_hyperparameters(beta, gamma, zeta)
     log_alpha = _check_log_alpha(log_alpha)
     t = np.asarray(t, dtype=log_alpha.dtype)
+    if np.any(np.isnan(t)):
+        raise ValueError("t (where the CDF is taken) contains NaN")
     t, log_alpha = np.broadcast_arrays(t, log_alpha)
     inside = (t > gamma) & (t < zeta)
     tc = np.where(inside, t, 0.5)  # any interior point keeps the logs finite

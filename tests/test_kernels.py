@@ -22,6 +22,7 @@ import pytest
 from l0ref import fast, tree
 from l0ref import models as model
 from l0ref.cells import CELLS
+from l0ref.gates import PARAMS_KEY
 from l0ref.models import ModelConfig
 
 RTOL = {np.float32: 1e-5, np.float64: 1e-10}
@@ -68,6 +69,7 @@ def random_problem(cell, seed, dtype, sizes=None):
     options = {"depth": int(rng.integers(1, 4))} if cell == "rhn" else {}
     config = ModelConfig(cell, int(rng.integers(2, 30)), emb_size, hidden, options)
     params = model.init_params(config, rng, dtype=dtype, init_range=1.0)
+    del params[PARAMS_KEY]                               # a compact model: no gates
     params["out_b"] = rng.uniform(-1, 1, config.vocab_size).astype(dtype)
     T, B = int(rng.integers(1, 7)), int(rng.integers(1, 8))
     tokens = rng.integers(0, config.vocab_size, (T, B))

@@ -199,9 +199,9 @@ def test_nan_is_rejected_with_its_name(fn):
 def test_unknown_cell_and_bad_sizes_in_config():
     with pytest.raises(ValueError, match="unknown cell 'elman'"):
         model.ModelConfig("elman", 5, 3, (4,))
-    with pytest.raises(ValueError, match="vocab_size must be >= 1"):
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 1"):
         model.ModelConfig("lstm", 0, 3, (4,))
-    with pytest.raises(ValueError, match="sizes must be >= 0"):
+    with pytest.raises(ValueError, match="hidden_sizes entry must be an integer >= 0"):
         model.ModelConfig("lstm", 5, 3, (4, -1))
     with pytest.raises(ValueError, match="at least one recurrent layer"):
         model.ModelConfig("lstm", 5, 3, ())

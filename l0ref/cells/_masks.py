@@ -43,9 +43,37 @@ def check_count(name: str, value, minimum: int = 0) -> int:
     return int(value)
 
 
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` if it is float32 or float64 (the precisions every cell and kernel runs in)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dtype
+
+
+#: How far outside [0, 1] a mask value may lie: gates are in [0, 1], and the slack lets a
+#: finite-difference check probe the gradient at exact zeros and ones (its steps are 1e-4).
+MASK_SLACK = 1e-3
+
+
 def check_sizes(input_size, hidden_size) -> tuple[int, int]:
     """``(input_size, hidden_size)`` as ints; zero is allowed (compaction may prune a whole layer)."""
     return check_count("input_size", input_size), check_count("hidden_size", hidden_size)
+
+
+def uniform(rng: np.random.Generator, k: float, shape, dtype) -> np.ndarray:
+    """Uniform(-k, k) numbers of ``shape`` in ``dtype``: the same numbers as
+    ``rng.uniform(-k, k, shape).astype(dtype)``, drawn a million at a time, so that a
+    float32 model never holds a float64 copy of its largest matrix."""
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    step = 1 << 20
+    for i in range(0, flat.size, step):
+        flat[i:i + step] = rng.uniform(-k, k, min(step, flat.size - i))
+    return out
 
 
 def init_scale(hidden_size: int, init_range: float | None) -> float:
@@ -97,7 +125,8 @@ def check_sequence(x, input_size: int, dtype) -> np.ndarray:
 
 
 def check_mask(mask, batch: int, size: int, name: str, dtype) -> np.ndarray:
-    """A gate vector of shape (size,) or (batch, size); ``None`` means all ones."""
+    """A gate vector of shape (size,) or (batch, size) with values in [0, 1] (up to
+    :data:`MASK_SLACK`); ``None`` means all ones."""
     if mask is None:
         return np.ones(size, dtype=dtype)
     mask = np.asarray(mask)
@@ -105,7 +134,16 @@ def check_mask(mask, batch: int, size: int, name: str, dtype) -> np.ndarray:
         raise ValueError(f"mask {name} has shape {mask.shape}, expected ({size},) or ({batch}, {size})")
     mask = mask.astype(dtype, copy=False)
     check_finite(mask, name)
+    if mask.size and (mask.min() < -MASK_SLACK or mask.max() > 1 + MASK_SLACK):
+        raise ValueError(f"mask {name} has values in [{mask.min():g}, {mask.max():g}]; gates lie in [0, 1]")
     return mask
+
+
+def check_cache(cache, name: str, keys) -> None:
+    """``ValueError`` unless ``cache`` is what the ``name`` cell's forward returned."""
+    if not isinstance(cache, dict) or cache.get("cell") != name or not set(keys) <= set(cache):
+        raise ValueError(f"backward needs the cache that the {name} cell's forward returned, got "
+                         f"{type(cache).__name__}" + (f" with keys {sorted(cache)}" if isinstance(cache, dict) else ""))
 
 
 def check_state(h, batch: int, size: int, name: str, dtype) -> np.ndarray:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ._masks import (as_dtype, check_grad_output, check_inputs, check_param, check_sizes, check_state,
+from ._masks import (as_dtype, check_cache, check_dtype, check_grad_output, check_inputs, check_param, check_sizes, check_state,
                      init_scale, project_input, project_input_backward, project_state,
-                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, weight_grad)
+                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, uniform, weight_grad)
 
 NAME = "gru"
 BLOCKS = 3  #: gate blocks r, u, n
@@ -66,12 +66,13 @@ def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
     Returns ``{"W": (3n, m), "U": (3n, n), "b_i": (3n,), "b_h": (3n,)}``.
     """
     m, n = check_sizes(input_size, hidden_size)
+    dtype = check_dtype(dtype)
     k = init_scale(n, init_range)
     return {
-        "W": rng.uniform(-k, k, (BLOCKS * n, m)).astype(dtype),
-        "U": rng.uniform(-k, k, (BLOCKS * n, n)).astype(dtype),
-        "b_i": rng.uniform(-k, k, (BLOCKS * n,)).astype(dtype),
-        "b_h": rng.uniform(-k, k, (BLOCKS * n,)).astype(dtype),
+        "W": uniform(rng, k, (BLOCKS * n, m), dtype),
+        "U": uniform(rng, k, (BLOCKS * n, n), dtype),
+        "b_i": uniform(rng, k, (BLOCKS * n,), dtype),
+        "b_h": uniform(rng, k, (BLOCKS * n,), dtype),
     }
 
 
@@ -121,7 +122,7 @@ def forward(params: dict, x, z=None, s=None, state0=None):
         g = np.tanh(gi_n + r * gh_n[t])              # the candidate n_t (n is the hidden size)
         act[t] = np.concatenate([r, u, g], axis=-1)
         H[t + 1] = (1 - u) * g + u * H[t]
-    cache = dict(params=(W, U, b_i, b_h), x=x, xz=xz, z=z, s=s, S=S, H=H,
+    cache = dict(cell=NAME, params=(W, U, b_i, b_h), x=x, xz=xz, z=z, s=s, S=S, H=H,
                  wx=wx, uh=uh, gh_n=gh_n, act=act)
     return H[1:].copy(), H[T].copy(), cache
 
@@ -133,6 +134,7 @@ def backward(d_outputs, d_final_state, cache) -> dict:
     dh_T (B, n) or None.  Returns gradients keyed like the forward's inputs:
     ``x, h0, W, U, b_i, b_h, z, s`` (z and s of the mask's own shape).
     """
+    check_cache(cache, NAME, ("params", "x", "z", "s"))
     W, U, b_i, b_h = cache["params"]
     x, xz, z, s, S = cache["x"], cache["xz"], cache["z"], cache["s"], cache["S"]
     H, wx, uh, gh_n, act = cache["H"], cache["wx"], cache["uh"], cache["gh_n"], cache["act"]

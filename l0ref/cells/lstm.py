@@ -24,9 +24,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ._masks import (as_dtype, check_grad_output, check_inputs, check_param, check_sizes, check_state,
+from ._masks import (as_dtype, check_cache, check_dtype, check_grad_output, check_inputs, check_param, check_sizes, check_state,
                      init_scale, project_input, project_input_backward, project_state,
-                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, weight_grad)
+                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, uniform, weight_grad)
 
 NAME = "lstm"
 BLOCKS = 4  #: gate blocks i, f, g, o
@@ -57,11 +57,12 @@ def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
     Returns ``{"W": (4n, m), "U": (4n, n), "b": (4n,)}``.
     """
     m, n = check_sizes(input_size, hidden_size)
+    dtype = check_dtype(dtype)
     k = init_scale(n, init_range)
     return {
-        "W": rng.uniform(-k, k, (BLOCKS * n, m)).astype(dtype),
-        "U": rng.uniform(-k, k, (BLOCKS * n, n)).astype(dtype),
-        "b": rng.uniform(-k, k, (BLOCKS * n,)).astype(dtype),
+        "W": uniform(rng, k, (BLOCKS * n, m), dtype),
+        "U": uniform(rng, k, (BLOCKS * n, n), dtype),
+        "b": uniform(rng, k, (BLOCKS * n,), dtype),
     }
 
 
@@ -109,7 +110,7 @@ def forward(params: dict, x, z=None, s=None, state0=None):
         C[t + 1] = f * C[t] + i * g
         tanh_c[t] = np.tanh(C[t + 1])
         H[t + 1] = o * tanh_c[t]
-    cache = dict(params=(W, U, b), x=x, xz=xz, z=z, s=s, S=S, H=H, C=C,
+    cache = dict(cell=NAME, params=(W, U, b), x=x, xz=xz, z=z, s=s, S=S, H=H, C=C,
                  pre=pre, act=act, tanh_c=tanh_c)
     return H[1:].copy(), (H[T].copy(), C[T].copy()), cache
 
@@ -121,6 +122,7 @@ def backward(d_outputs, d_final_state, cache) -> dict:
     ``(dh_T, dc_T)`` or None.  Returns gradients keyed like the forward's inputs:
     ``x, h0, c0, W, U, b, z, s`` (z and s of the mask's own shape).
     """
+    check_cache(cache, NAME, ("params", "x", "z", "s"))
     W, U, b = cache["params"]
     x, xz, z, s, S = cache["x"], cache["xz"], cache["z"], cache["s"], cache["S"]
     H, C, pre, act, tanh_c = cache["H"], cache["C"], cache["pre"], cache["act"], cache["tanh_c"]

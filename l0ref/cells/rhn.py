@@ -44,9 +44,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from ._masks import (as_dtype, check_count, check_grad_output, check_inputs, check_param, check_sizes,
+from ._masks import (as_dtype, check_cache, check_dtype, check_count, check_grad_output, check_inputs, check_param, check_sizes,
                      check_state, init_scale, project_input, project_input_backward, project_state,
-                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, weight_grad)
+                     project_state_backward, reduce_to_mask, sum_blocks, tile_blocks, uniform, weight_grad)
 
 NAME = "rhn"
 BLOCKS = 2  #: gate blocks H (candidate) and T (transform gate)
@@ -83,6 +83,7 @@ def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
     is given.  Returns ``{"W": (2n, m), "R": (L, 2n, n), "b": (L, 2n)}``, L = ``depth``.
     """
     m, n = check_sizes(input_size, hidden_size)
+    dtype = check_dtype(dtype)
     L = check_count("depth", depth, minimum=1)
     if not np.isfinite(transform_bias):
         raise ValueError(f"transform_bias must be finite, got {transform_bias!r}")
@@ -90,8 +91,8 @@ def init_params(input_size: int, hidden_size: int, rng: np.random.Generator,
     b = rng.uniform(-k, k, (L, BLOCKS * n))
     b[:, n:] = transform_bias                        # the T block of every micro-step
     return {
-        "W": rng.uniform(-k, k, (BLOCKS * n, m)).astype(dtype),
-        "R": rng.uniform(-k, k, (L, BLOCKS * n, n)).astype(dtype),
+        "W": uniform(rng, k, (BLOCKS * n, m), dtype),
+        "R": uniform(rng, k, (L, BLOCKS * n, n), dtype),
         "b": b.astype(dtype),
     }
 
@@ -147,7 +148,7 @@ def forward(params: dict, x, z=None, s=None, state0=None):
             h, tg = _split(act[t, k], n)
             Q[t, k + 1] = h * tg + Q[t, k] * (1 - tg)
         q = Q[t, L]
-    cache = dict(params=(W, R, b), x=x, xz=xz, z=z, s=s, S=S, Q=Q, pre=pre, act=act)
+    cache = dict(cell=NAME, params=(W, R, b), x=x, xz=xz, z=z, s=s, S=S, Q=Q, pre=pre, act=act)
     return Q[:, L].copy(), Q[T - 1, L].copy(), cache
 
 
@@ -158,6 +159,7 @@ def backward(d_outputs, d_final_state, cache) -> dict:
     ``d_final_state`` is dq_T (B, n) or None.  Returns gradients keyed like the
     forward's inputs: ``x, q0, W, R, b, z, s`` (z and s of the mask's own shape).
     """
+    check_cache(cache, NAME, ("params", "x", "z", "s"))
     W, R, b = cache["params"]
     x, xz, z, s, S = cache["x"], cache["xz"], cache["z"], cache["s"], cache["S"]
     Q, pre, act = cache["Q"], cache["pre"], cache["act"]

@@ -18,6 +18,7 @@ new stage (a plot, another check) is one more function and one more line in :fun
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from .. import compact as compact_mod
 from .. import data as data_mod
 from .. import fast, models, training
 from ..tree import map_tree
+from . import rundir
 from . import summary as summary_mod
 
 TIMING_BATCH, TIMING_STEPS = 10, 30   #: Wen et al. Table 1 times batch 10, 30 unrolled steps
@@ -65,6 +67,7 @@ class RunSpec:
     timing_seconds: float = 3.0
     threads: int | None = None
     plots: bool = False
+    overwrite: bool = False          #: a fresh run may replace a run in ``out``
     progress: object = None          #: a ``training.Progress`` or None
     on_epoch: Callable | None = None  #: called with each history entry
 
@@ -80,26 +83,40 @@ def _corpus(spec: dict) -> data_mod.Corpus:
                                 max_vocab=spec.get("max_vocab"))
 
 
+def corpus_digest(corpus) -> str:
+    """SHA-256 of the training text's token ids: a resumed run must see the same text."""
+    return hashlib.sha256(np.ascontiguousarray(corpus.train, dtype=np.int64).tobytes()).hexdigest()
+
+
 def start(spec: RunSpec, log: Callable[[str], None]):
     """The state to train and its corpus: a fresh run, or the checkpoint ``spec.resume``."""
     if spec.resume is not None:
         state = training.load_checkpoint(spec.resume)
         if spec.epochs is not None:
             state.config = dataclasses.replace(state.config, epochs=spec.epochs)
+        if state.epoch >= state.config.epochs:
+            raise ValueError(f"{spec.resume}: the run is finished (epoch {state.epoch} of {state.config.epochs}); "
+                             f"pass --epochs N with N > {state.epoch} to train on")
         corpus_spec = dict(state.meta.get("corpus") or {})
         if spec.corpus.get("train") is not None:
             corpus_spec.update({k: spec.corpus.get(k) for k in ("train", "valid", "test")})
         corpus = spec.corpus_obj or _corpus(corpus_spec)
         if state.vocab is not None and corpus.vocab.to_list() != state.vocab:
             raise ValueError("the corpus' vocabulary differs from the checkpoint's; pass the same --train file")
+        digest = state.meta.get("corpus_sha256")
+        if digest is not None and digest != corpus_digest(corpus):
+            raise ValueError("the training text differs from the one the checkpoint was trained on (same vocabulary, "
+                             "other tokens or order); resume with the same --train file")
         log(f"resuming {spec.resume}: epoch {state.epoch}, window {state.position}, step {state.step}")
         return state, corpus, corpus_spec
     corpus = spec.corpus_obj or _corpus(spec.corpus)
     m = spec.model
     mc = models.ModelConfig(m["cell"], len(corpus.vocab), m["emb_size"], tuple(m["hidden_sizes"]),
                             dict(m.get("cell_options", {})))
+    training.check_fits(mc, spec.train)
     state = training.init_state(mc, spec.train, corpus.train.size, corpus.vocab.to_list(), corpus.level)
     state.meta["corpus"] = dict(spec.corpus)
+    state.meta["corpus_sha256"] = corpus_digest(corpus)
     return state, corpus, spec.corpus
 
 
@@ -107,9 +124,13 @@ def describe_run(state, corpus, source: str, out: Path, reference: dict, log) ->
     """The lines a run prints before training: corpus, model, penalty, settings."""
     mc, cfg = state.model_config, state.config
     summ = corpus.summary()
+
+    def split(s):
+        ids = getattr(corpus, s)
+        unk = f" ({data_mod.unk_rate(ids, corpus.vocab):.1%} <unk>)" if s != "train" and _has(ids, 1) else ""
+        return f"{s} {summ[s + '_tokens']:,} tokens{unk}"
     log(f"corpus: {source}, {summ['level']} level, vocabulary {summ['vocab_size']}, "
-        + ", ".join(f"{s} {summ[s + '_tokens']:,} tokens" for s in ("train", "valid", "test")
-                    if f"{s}_tokens" in summ))
+        + ", ".join(split(s) for s in ("train", "valid", "test") if f"{s}_tokens" in summ))
     sizes = " x ".join(str(n) for n in mc.hidden_sizes)
     opts = "".join(f", {k} {v}" for k, v in mc.cell_options.items())
     log(f"model: {mc.cell.upper()}, embedding {mc.emb_size}, hidden {sizes}{opts}, "
@@ -294,14 +315,24 @@ def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
     """Run ``spec`` start to finish; returns (and writes) the run summary (``summary.py``)."""
     if spec.selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {spec.selection!r}")
+    out = Path(spec.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a file, not a directory; name a run directory")
+    out.mkdir(parents=True, exist_ok=True)
+    with rundir.RunLock(out):
+        continuing = spec.resume is not None and out.resolve() == Path(spec.resume).resolve().parent
+        if not continuing:
+            rundir.check_new_run(out, spec.overwrite)
+        return _run_locked(spec, out, log)
+
+
+def _run_locked(spec: RunSpec, out: Path, log) -> dict:
     t0 = time.perf_counter()
     state, corpus, corpus_spec = start(spec, log)
     need = data_mod.min_tokens(state.config.batch_size, state.config.bptt)
     if corpus.train.size < need:
         raise ValueError(f"the training text has {corpus.train.size} tokens; batch size {state.config.batch_size} "
                          f"and bptt {state.config.bptt} need at least {need}")
-    out = Path(spec.out)
-    out.mkdir(parents=True, exist_ok=True)
     name = spec.name or out.resolve().name
     source = spec.data_note or ("embedded corpus (Python's pydoc_data documentation)"
                                 if corpus_spec.get("train") is None else corpus_spec["train"])

@@ -194,7 +194,21 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep-env", action="store_true",
                    help="run in this process as it is, without the thread settings of THREAD_ENV")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    known = sorted({cell for cell, *_ in CONFIGS})
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    problems = []
+    if not cells or any(c not in known for c in cells):
+        problems.append(f"--cells must name some of {', '.join(known)} (comma-separated), got {args.cells!r}")
+    if args.rounds is not None and args.rounds < 1:
+        problems.append(f"--rounds must be >= 1, got {args.rounds}")
+    if args.compact_repeats < 1:
+        problems.append(f"--compact-repeats must be >= 1, got {args.compact_repeats}")
+    if not (np.isfinite(args.max_seconds) and args.max_seconds > 0):
+        problems.append(f"--max-seconds must be > 0, got {args.max_seconds}")
+    if problems:
+        p.error("; ".join(problems))
+    return args
 
 
 def build_runs(args, rng):

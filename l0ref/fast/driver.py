@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from ..cells import get_cell
+from ..gates import PARAMS_KEY
 from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
 from .softmax import output_log_probs
 from .tile import MAX_ROWS, chunks, matmul_bias, pack_panels, pad_panels, panel_width
@@ -139,6 +140,9 @@ def prepare(config, params: dict) -> Prepared:
     Every shape is checked against ``config`` here: the kernels index by flat offsets
     without bounds checks, so a matrix of the wrong size would be read past its end."""
     _kernel(config.cell)
+    if PARAMS_KEY in params:
+        raise ValueError("the parameters have gates: the kernels run compact models, whose gates are folded into "
+                         "the weights; compact the model first (l0ref.compact.compact, or l0ref compact)")
     emb = np.asarray(params["emb"])
     dtype = emb.dtype
     if dtype not in (np.float32, np.float64):
@@ -193,6 +197,8 @@ def run_layer(cell: str, q: dict, x: np.ndarray, state0=None):
         s = np.asarray(s)
         if s.shape != (B, n):
             raise ValueError(f"initial state {name} has shape {s.shape}, expected ({B}, {n})")
+        if not np.all(np.isfinite(s)):
+            raise ValueError(f"initial state {name} contains NaN or inf")
         return np.array(s, dtype=dtype, order="C")               # a copy: the caller's array stays
 
     return out, _kernel(cell).run(q, wx, state0, out, pre, starts, state)

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field
 
 from .. import gates as gates_mod
 from ..cells import check_options, get_cell
+from ..cells._masks import check_count
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,23 @@ class ModelConfig:
 
     def __post_init__(self):
         cell = get_cell(self.cell)  # raises for an unknown name
-        object.__setattr__(self, "hidden_sizes", tuple(int(n) for n in self.hidden_sizes))
+        object.__setattr__(self, "vocab_size", check_count("vocab_size", self.vocab_size, minimum=1))
+        object.__setattr__(self, "emb_size", check_count("emb_size", self.emb_size))
+        if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(self.hidden_sizes, (list, tuple)):
+            raise ValueError(f"hidden_sizes must be a list or tuple of integers, got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes",
+                           tuple(check_count("hidden_sizes entry", n) for n in self.hidden_sizes))
+        if not isinstance(self.cell_options, dict):
+            raise ValueError(f"cell_options must be a dict, got {self.cell_options!r}")
         object.__setattr__(self, "cell_options", check_options(cell, dict(self.cell_options)))
+        if isinstance(self.gate_families, str) or not isinstance(self.gate_families, (list, tuple)):
+            raise ValueError(f"gate_families must be a list or tuple of names, got {self.gate_families!r}")
         object.__setattr__(self, "gate_families", tuple(self.gate_families))
         for name in self.gate_families:
             gates_mod.get_family(name)
-        if self.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
-        if self.emb_size < 0 or any(n < 0 for n in self.hidden_sizes):
-            raise ValueError(f"sizes must be >= 0, got emb_size={self.emb_size}, hidden_sizes={self.hidden_sizes}")
         if not self.hidden_sizes:
             raise ValueError("a model needs at least one recurrent layer (hidden_sizes is empty)")
+        cell.param_shapes(self.emb_size, self.hidden_sizes[0], **self.cell_options)   # checks option values
 
     @property
     def n_layers(self) -> int:
@@ -67,8 +74,8 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}")
-        return cls(d["cell"], int(d["vocab_size"]), int(d["emb_size"]), tuple(d["hidden_sizes"]),
-                   dict(d.get("cell_options", {})), tuple(d.get("gate_families", ("neurons",))))
+        return cls(d["cell"], d["vocab_size"], d["emb_size"], d["hidden_sizes"], d.get("cell_options", {}),
+                   d.get("gate_families", ("neurons",)))
 
 
 __all__ = ["ModelConfig"]

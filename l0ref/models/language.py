@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import gates as gates_mod
 from ..cells import get_cell
-from ..cells._masks import reduce_to_mask
+from ..cells._masks import check_dtype, reduce_to_mask, uniform
 from . import stack
 from .config import ModelConfig
 from .roles import n_params
@@ -41,6 +41,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32,
     as in the PyTorch word-LM example, cells U(-1/sqrt(n), 1/sqrt(n)), softmax U(-0.1, 0.1)
     with zero bias); ``log_alpha`` from ``gates.init_params`` (drawn last)."""
     cell = get_cell(config.cell)
+    dtype = check_dtype(dtype)
     V, e = config.vocab_size, config.emb_size
     k = 0.1 if init_range is None else float(init_range)
     layers, m = [], e
@@ -48,9 +49,9 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32,
         layers.append(cell.init_params(m, n, rng, dtype, init_range=init_range, **config.cell_options))
         m = n
     return {
-        "emb": rng.uniform(-k, k, (V, e)).astype(dtype),
+        "emb": uniform(rng, k, (V, e), dtype),
         "layers": layers,
-        "out_W": rng.uniform(-k, k, (V, m)).astype(dtype),
+        "out_W": uniform(rng, k, (V, m), dtype),
         "out_b": np.zeros(V, dtype),
         "log_alpha": gates_mod.init_params(config, rng, drop_rate=drop_rate, mean=log_alpha_mean,
                                            std=log_alpha_std, dtype=dtype),

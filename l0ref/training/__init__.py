@@ -68,13 +68,14 @@ bit for bit the parameters of training straight through.
 from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import DTYPES, LAMBDA_UNIT, OPTIMIZERS, TrainConfig
 from .evaluate import evaluate, live_neurons, expected_size, reference_perplexities
-from .loop import Progress, describe, fit, record, status_line
+from .loop import Interrupted, Progress, describe, fit, record, status_line
+from .memory import check_fits, estimate_bytes
 from .state import TrainState, init_state
 from .step import train_step
 from .tasks import LanguageModeling
 from .weights import PenaltyWeights
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DTYPES", "LAMBDA_UNIT", "OPTIMIZERS", "LanguageModeling",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DTYPES", "Interrupted", "LAMBDA_UNIT", "OPTIMIZERS", "LanguageModeling", "check_fits", "estimate_bytes",
            "PenaltyWeights", "Progress", "TrainConfig", "TrainState", "describe", "evaluate", "fit", "init_state",
            "live_neurons", "load_checkpoint", "record", "reference_perplexities", "save_checkpoint", "status_line",
            "expected_size", "train_step"]

@@ -65,6 +65,13 @@ def _hidden_from_tree(tree, kinds, path):
     return out
 
 
+def flat_states(hidden) -> list:
+    """The arrays of carried states (tuples for the LSTM), or [] for none."""
+    if hidden is None:
+        return []
+    return [a for h in hidden for a in (h if isinstance(h, (tuple, list)) else (h,))]
+
+
 def _upgrade_v1(arrays: dict) -> dict:
     """Version 1 stored the neuron gates as ``log_alpha.<k>``; version 2 files them under
     their family, ``log_alpha.neurons.<k>`` (``gates/families.py``)."""
@@ -115,6 +122,46 @@ def save_checkpoint(path, state: TrainState) -> Path:
     return ckpt.save_npz(path, header, arrays)
 
 
+#: The header's keys; anything else is refused.
+HEADER_KEYS = {"format", "version", "kind", "model_config", "train_config", "vocab", "level", "progress",
+               "penalty_weights", "rng", "hidden_kinds", "history", "meta", "created_with"}
+REQUIRED_KEYS = {"format", "version", "kind", "model_config", "train_config", "progress", "rng"}
+#: ``progress``: name -> (integer?, lowest value).
+PROGRESS = {"step": (True, 0), "epoch": (True, 0), "position": (True, 0), "tokens_seen": (True, 0),
+            "opt_t": (True, 0), "n_train_tokens": (True, 1), "loss_count": (True, 0),
+            "lr": (False, None), "elapsed": (False, 0.0), "loss_sum": (False, None)}
+
+
+def _check_progress(prog, cfg) -> dict:
+    """The ``progress`` entry, every number of the right kind and in range."""
+    if not isinstance(prog, dict) or set(prog) != set(PROGRESS):
+        got = sorted(prog) if isinstance(prog, dict) else type(prog).__name__
+        raise ValueError(f"progress has keys {got}, expected {sorted(PROGRESS)}")
+    for name, (integer, low) in PROGRESS.items():
+        v = prog[name]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            raise ValueError(f"progress.{name} must be {'an integer' if integer else 'a number'}, got {v!r}")
+        if not np.isfinite(v) or (low is not None and v < low):
+            raise ValueError(f"progress.{name} must be finite and >= {low}, got {v!r}")
+    if not prog["lr"] > 0:
+        raise ValueError(f"progress.lr must be > 0, got {prog['lr']!r}")
+    if prog["epoch"] > cfg.epochs:
+        raise ValueError(f"progress.epoch is {prog['epoch']}, past the train config's {cfg.epochs} epochs")
+    if prog["opt_t"] > prog["step"]:
+        raise ValueError(f"progress.opt_t ({prog['opt_t']}) exceeds progress.step ({prog['step']})")
+    return prog
+
+
+def _check_opt(opt: dict) -> None:
+    """Optimizer buffers finite; Adam's second moments >= 0."""
+    for key, tree in opt.items():
+        for name, a in walk(tree):
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"optimizer state {key}.{name} contains NaN or inf")
+            if key == "v" and np.any(a < 0):
+                raise ValueError(f"optimizer state v.{name} (Adam's second moment) has negative entries")
+
+
 def load_checkpoint(path) -> TrainState:
     """Read a checkpoint written by :func:`save_checkpoint` into a ``TrainState``.
 
@@ -126,9 +173,17 @@ def load_checkpoint(path) -> TrainState:
     if header["version"] == 1:
         arrays = _upgrade_v1(arrays)
     try:
+        unknown = sorted(set(header) - HEADER_KEYS)
+        if unknown:
+            raise ValueError(f"unknown header keys {unknown}")
+        missing = sorted(REQUIRED_KEYS - set(header))
+        if missing:
+            raise ValueError(f"the header lacks {missing}")
+        if header["kind"] != "full":
+            raise ValueError(f"kind is {header['kind']!r}; a training checkpoint is 'full'")
         mc = models.ModelConfig.from_dict(header["model_config"])
         cfg = TrainConfig.from_dict(header["train_config"])
-        prog = header["progress"]
+        prog = _check_progress(header["progress"], cfg)
         rng = _rng_from_json(header["rng"], path)
         params = ckpt.unflatten(arrays, "params", path)
         if params is None:
@@ -148,6 +203,7 @@ def load_checkpoint(path) -> TrainState:
         for key, tree in opt.items():
             if flat_names(tree) != flat_names(params) or [a.shape for a in leaves(tree)] != shapes:
                 raise ValueError(f"optimizer state {key!r} does not match the parameters")
+        _check_opt(opt)
         hidden = _hidden_from_tree(ckpt.unflatten(arrays, "hidden", path), header.get("hidden_kinds"), path)
         known = ("params/", "opt/", "hidden/")
         extra = [k for k in arrays if not k.startswith(known)]
@@ -160,12 +216,15 @@ def load_checkpoint(path) -> TrainState:
             weights = PenaltyWeights.from_json(header["penalty_weights"], mc.n_layers)
         else:   # version 1: the weights were the config's, fixed
             weights = PenaltyWeights.from_config(cfg, mc.n_layers, int(prog["n_train_tokens"]))
-        state = TrainState(mc, cfg, params, rng, int(prog["n_train_tokens"]), weights, float(prog["lr"]),
-                           opt=opt, opt_t=int(prog["opt_t"]), hidden=hidden, step=int(prog["step"]),
-                           epoch=int(prog["epoch"]), position=int(prog["position"]),
-                           tokens_seen=int(prog["tokens_seen"]), elapsed=float(prog["elapsed"]),
+        for h in flat_states(hidden):
+            if not np.all(np.isfinite(h)):
+                raise ValueError("a carried recurrent state contains NaN or inf")
+        state = TrainState(mc, cfg, params, rng, prog["n_train_tokens"], weights, float(prog["lr"]),
+                           opt=opt, opt_t=prog["opt_t"], hidden=hidden, step=prog["step"],
+                           epoch=prog["epoch"], position=prog["position"],
+                           tokens_seen=prog["tokens_seen"], elapsed=float(prog["elapsed"]),
                            history=list(header.get("history", [])), loss_sum=float(prog["loss_sum"]),
-                           loss_count=int(prog["loss_count"]), vocab=vocab, level=header.get("level", "word"),
+                           loss_count=prog["loss_count"], vocab=vocab, level=header.get("level", "word"),
                            meta=dict(header.get("meta") or {}))
     except ValueError as err:
         msg = str(err)

@@ -9,6 +9,8 @@ import numpy as np
 LAMBDA_UNIT = 0.08  #: Wen et al. Table 2: lambdas are multiples of 0.08 / N
 OPTIMIZERS = ("sgd", "adam")
 DTYPES = {"float32": np.float32, "float64": np.float64}
+MAX_LAMBDA = 1e6          #: penalty multipliers above this prune everything at once
+MAX_WEIGHT_DECAY = 1.0    #: an L2 coefficient of 1 or more erases the weights
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,12 @@ class TrainConfig:
             raise ValueError(f"clip must be >= 0 (0 = no clipping), got {self.clip!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not 0 <= self.weight_decay < MAX_WEIGHT_DECAY:
+            raise ValueError(f"weight_decay must lie in [0, {MAX_WEIGHT_DECAY:g}) (an L2 coefficient; the default is "
+                             f"1e-6), got {self.weight_decay!r}: larger values pull every weight to zero")
+        if self.optimizer == "sgd" and self.lr * self.weight_decay >= 1:
+            raise ValueError(f"lr x weight_decay = {self.lr * self.weight_decay:g} >= 1: each SGD step would flip "
+                             f"the sign of every weight; lower one of them")
         if self.log_alpha_std < 0:
             raise ValueError(f"log_alpha_std must be >= 0, got {self.log_alpha_std!r}")
         if self.log_alpha_lr_scale < 0:
@@ -95,6 +101,9 @@ class TrainConfig:
             for x in v:
                 if not math.isfinite(x) or x < 0:
                     raise ValueError(f"{name} values must be finite and >= 0, got {v!r}")
+                if x > MAX_LAMBDA:
+                    raise ValueError(f"{name} = {x:g} (x 0.08/N) is beyond {MAX_LAMBDA:g}: such a penalty closes every "
+                                     f"gate within the first steps and overflows float32; Wen et al. use 1 to 5")
         if len(self.adam_betas) != 2 or not all(0 <= b < 1 for b in self.adam_betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
         if self.init_range is not None and not (math.isfinite(self.init_range) and self.init_range > 0):

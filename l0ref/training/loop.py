@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -111,9 +113,59 @@ def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | N
     test-time gates is recorded in ``state.history``; after every epoch the learning rate
     may decay and, with ``checkpoint_path``, a checkpoint is written (also at the end).
     ``on_record(state)`` is called after every history record (e.g. to write it out).
+    Ctrl-C stops training between two steps: the checkpoint is written (mid-epoch, as
+    when the time runs out) and :class:`Interrupted` is raised; a second Ctrl-C stops at once.
     """
     cfg = state.config
     wins = task.batches(cfg)
+    if state.position >= len(wins) and state.position > 0:
+        raise ValueError(f"the state is at batch {state.position} of an epoch of {len(wins)} batches: the data or "
+                         f"the batch settings differ from those it was trained with")
+    with _InterruptFlag() as interrupt:
+        _fit(state, task, wins, interrupt, checkpoint_path, progress, max_steps, max_seconds, save_every_epoch,
+             on_record)
+    if interrupt.raised:
+        raise Interrupted(checkpoint_path)
+    return state
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :func:`fit` between two steps; ``checkpoint`` (when one was being
+    kept) holds the state after the last step, mid-epoch, to resume from."""
+
+    def __init__(self, checkpoint):
+        super().__init__(checkpoint)
+        self.checkpoint = checkpoint
+
+
+class _InterruptFlag:
+    """While active (in the main thread), the first Ctrl-C only sets ``raised``, so that
+    the step under way finishes and the state stays consistent; a second one interrupts
+    at once."""
+
+    def __init__(self):
+        self.raised = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.raised:
+            raise KeyboardInterrupt
+        self.raised = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _fit(state, task, wins, interrupt, checkpoint_path, progress, max_steps, max_seconds, save_every_epoch,
+         on_record):
+    cfg = state.config
     t_start = time.perf_counter()
     elapsed0 = state.elapsed
     since = (t_start, state.tokens_seen)
@@ -125,7 +177,7 @@ def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | N
 
     def stop() -> bool:
         nonlocal out_of_time
-        if max_steps is not None and steps_done >= max_steps:
+        if interrupt.raised or (max_steps is not None and steps_done >= max_steps):
             return True
         out_of_time = max_seconds is not None and time.perf_counter() - t_start >= max_seconds
         return out_of_time
@@ -181,9 +233,8 @@ def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | N
             state.elapsed = elapsed0 + time.perf_counter() - t_start
             save_checkpoint(checkpoint_path, state)
     state.elapsed = elapsed0 + time.perf_counter() - t_start
-    if checkpoint_path is not None and (stopped or not save_every_epoch):
+    if checkpoint_path is not None and (stopped or not save_every_epoch or interrupt.raised):
         save_checkpoint(checkpoint_path, state)
-    return state
 
 
-__all__ = ["Progress", "status_line", "record", "describe", "fit"]
+__all__ = ["Progress", "status_line", "record", "describe", "fit", "Interrupted"]

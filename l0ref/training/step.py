@@ -47,6 +47,8 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     # Global-norm clipping over every gradient, the gates' included.
     norm = math.sqrt(sum(float(np.vdot(a, a)) for a in g_leaves))
     if not math.isfinite(norm):
+        if not (math.isfinite(pen) and all(np.all(np.isfinite(d)) for d in d_pen)):
+            raise FloatingPointError(f"the penalty or its gradient overflows at step {state.step}; lower lam1/lam2")
         raise FloatingPointError(f"gradient norm is {norm} at step {state.step}; lower the learning rate")
     if cfg.clip > 0 and norm > cfg.clip:
         scale = state.dtype(cfg.clip / norm)
