@@ -100,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
                    f"for all layers or one per layer (default {d.lam1[0]:g})")
     o.add_argument("--lam2", type=_floats("lam2"), nargs="+", default=None,
                    help=f"hidden-gate penalty per layer, in units of 0.08/N (default {d.lam2[0]:g})")
+    o.add_argument("--target-macs", type=_floats("target-macs"), default=None, metavar="F",
+                   help="ask for a size, not a lambda: end with a compact model of this fraction of the "
+                   "multiply-adds per token (0 < F < 1); a Lagrangian controller replaces --lam1/--lam2")
+    o.add_argument("--target-params", type=_floats("target-params"), default=None, metavar="F",
+                   help="the same for the fraction of the embedding and recurrent weights")
+    o.add_argument("--target-warmup", type=_floats("target-warmup"), default=None, metavar="W",
+                   help=f"fraction of the run (steps or --max-minutes) over which the target is ramped in "
+                   f"(default {d.target_warmup:g})")
+    o.add_argument("--target-lr", type=_floats("target-lr"), default=None,
+                   help=f"learning rate of the target's multipliers (default {d.target_lr:g})")
+    o.add_argument("--target-lam2", type=_floats("target-lam2"), default=None,
+                   help=f"initial quadratic multiplier of the target's Lagrangian (default {d.target_lam2:g})")
     o.add_argument("--epochs", type=int, default=None, help=f"(default {D['epochs']})")
     o.add_argument("--batch-size", type=int, default=None, help=f"(default {d.batch_size})")
     o.add_argument("--bptt", type=int, default=None, help=f"truncated-BPTT window (default {d.bptt})")
@@ -244,16 +256,23 @@ def _say(*parts) -> None:
 #: The options of ``l0ref train`` that a checkpoint fixes: refused with ``--resume``.
 RESUME_FIXED = ("cell", "emb", "hidden", "depth", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay",
                 "lr_decay_start", "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale",
-                "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab")
+                "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab", "target_macs",
+                "target_params", "target_warmup", "target_lr", "target_lam2")
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
                 "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
-                "eval_every", "seed", "dtype", "lam1", "lam2")
+                "eval_every", "seed", "dtype", "lam1", "lam2", "target_macs", "target_params", "target_warmup",
+                "target_lr", "target_lam2")
 
 
 def _train_config(args) -> train_mod.TrainConfig:
     """TrainConfig from the options given; the demonstration's defaults, then TrainConfig's, for the rest."""
     given = {name: getattr(args, name) for name in TRAIN_FIELDS if getattr(args, name) is not None}
+    targeted = any(k in given for k in ("target_macs", "target_params"))
+    if targeted and any(k in given for k in ("lam1", "lam2")):
+        raise UsageError("a size target (--target-macs, --target-params) replaces --lam1/--lam2: give one or the other")
+    if not targeted and any(k in given for k in ("target_warmup", "target_lr", "target_lam2")):
+        raise UsageError("--target-warmup, --target-lr and --target-lam2 apply with --target-macs or --target-params")
     kw = dict(DEMO_DEFAULTS)
     kw.update(OPTIMIZER_DEFAULTS.get(given.get("optimizer", kw["optimizer"]), {}))
     kw.update(given)

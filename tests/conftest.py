@@ -1,7 +1,41 @@
 """One hypothesis profile for the whole suite: no deadline (numba compiles on first use and
 gradient checks are slow by design), no health check for slow data generation.  Tests
 set only how many examples they draw."""
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("l0ref", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("l0ref")
+
+
+# --- A tiny corpus and the command line that trains on it (tests/test_cli.py, test_hostile.py, ...) ---
+
+SUBJECTS = ["the cat", "a dog", "my friend", "the teacher"]
+VERBS = ["sees", "likes", "finds", "wants"]
+OBJECTS = ["the ball", "a book", "the tree", "some food"]
+
+
+def _lines(n, rng):
+    return "\n".join(f"{SUBJECTS[rng.integers(4)]} {VERBS[rng.integers(4)]} {OBJECTS[rng.integers(4)]}"
+                     for _ in range(n)) + "\n"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 200), ("valid", 30), ("test", 40)):
+        (d / f"{name}.txt").write_text(_lines(n, rng))
+    return d
+
+
+TINY = ["--emb", "6", "--hidden", "8", "8", "--batch-size", "4", "--bptt", "6", "--quiet",
+        "--timing-seconds", "0"]
+
+
+def _train_args(corpus, out, epochs=2, extra=()):
+    return ["train", "--train", str(corpus / "train.txt"), "--valid", str(corpus / "valid.txt"),
+            "--test", str(corpus / "test.txt"), "--epochs", str(epochs), "--out", str(out), *TINY, *extra]
+
+

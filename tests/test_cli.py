@@ -11,34 +11,7 @@ import pytest
 from l0ref import cli, tree
 from l0ref import compact as compact_mod
 from l0ref import training as train
-
-SUBJECTS = ["the cat", "a dog", "my friend", "the teacher"]
-VERBS = ["sees", "likes", "finds", "wants"]
-OBJECTS = ["the ball", "a book", "the tree", "some food"]
-
-
-def _lines(n, rng):
-    return "\n".join(f"{SUBJECTS[rng.integers(4)]} {VERBS[rng.integers(4)]} {OBJECTS[rng.integers(4)]}"
-                     for _ in range(n)) + "\n"
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    d = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    for name, n in (("train", 200), ("valid", 30), ("test", 40)):
-        (d / f"{name}.txt").write_text(_lines(n, rng))
-    return d
-
-
-TINY = ["--emb", "6", "--hidden", "8", "8", "--batch-size", "4", "--bptt", "6", "--quiet",
-        "--timing-seconds", "0"]
-
-
-def _train_args(corpus, out, epochs=2, extra=()):
-    return ["train", "--train", str(corpus / "train.txt"), "--valid", str(corpus / "valid.txt"),
-            "--test", str(corpus / "test.txt"), "--epochs", str(epochs), "--out", str(out), *TINY, *extra]
-
+from tests.conftest import _train_args
 
 @pytest.fixture(scope="module")
 def run_dir(corpus, tmp_path_factory):

@@ -18,11 +18,11 @@ from l0ref import cli, fast, hard_concrete, models
 from l0ref import training as train
 from l0ref.cells import lstm
 from l0ref.experiments import rundir
-from tests.test_cli import TINY, _lines, _train_args, corpus  # noqa: F401  (corpus is a fixture)
+from tests.conftest import TINY, _lines, _train_args
 
 
 @pytest.fixture(scope="module")
-def run(corpus, tmp_path_factory):  # noqa: F811
+def run(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     assert cli.main(_train_args(corpus, out, epochs=2)) == 0
     return out
@@ -53,7 +53,7 @@ def rewrite(path, out, edit_header=None, edit_arrays=None):
 # --- 1, 2: data loss and silent overwrites ------------------------------------------------
 
 
-def test_1_compact_never_writes_over_its_input_or_an_existing_file(run, corpus, capsys):  # noqa: F811
+def test_1_compact_never_writes_over_its_input_or_an_existing_file(run, corpus, capsys):
     ck = run / "checkpoint.npz"
     before = ck.read_bytes()
     fails(capsys, ["compact", str(ck), "--out", str(ck)], "is an input of this command")
@@ -63,7 +63,7 @@ def test_1_compact_never_writes_over_its_input_or_an_existing_file(run, corpus, 
     assert (corpus / "train.txt").read_text() == text
 
 
-def test_2_train_never_replaces_a_run_unasked(run, corpus, tmp_path, capsys):  # noqa: F811
+def test_2_train_never_replaces_a_run_unasked(run, corpus, tmp_path, capsys):
     fails(capsys, _train_args(corpus, run, epochs=1), "holds a run already", "--resume", "--overwrite")
     assert train.load_checkpoint(run / "checkpoint.npz").epoch == 2        # untouched
     again = tmp_path / "again"
@@ -71,7 +71,7 @@ def test_2_train_never_replaces_a_run_unasked(run, corpus, tmp_path, capsys):  #
     assert cli.main(_train_args(corpus, again, epochs=1, extra=["--overwrite"])) == 0
 
 
-def test_2_a_locked_run_directory_is_refused_with_the_holders_pid(corpus, tmp_path, capsys):  # noqa: F811
+def test_2_a_locked_run_directory_is_refused_with_the_holders_pid(corpus, tmp_path, capsys):
     out = tmp_path / "locked"
     out.mkdir()
     holder = subprocess.Popen(["sleep", "30"])
@@ -91,7 +91,7 @@ def test_2_a_locked_run_directory_is_refused_with_the_holders_pid(corpus, tmp_pa
 # --- 3, 4: operating-system errors and memory ------------------------------------------------
 
 
-def test_3_full_disk_and_read_only_folders_are_one_line(run, corpus, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_3_full_disk_and_read_only_folders_are_one_line(run, corpus, tmp_path, capsys, monkeypatch):
     def full(fh, arrays):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(ckpt, "_write_npz", full)
@@ -106,7 +106,7 @@ def test_3_full_disk_and_read_only_folders_are_one_line(run, corpus, tmp_path, c
           "choose a writable --out")
 
 
-def test_3_out_naming_an_existing_file(run, corpus, tmp_path, capsys):  # noqa: F811
+def test_3_out_naming_an_existing_file(run, corpus, tmp_path, capsys):
     f = tmp_path / "a_file"
     f.write_text("x")
     fails(capsys, _train_args(corpus, f, epochs=1), "is a file, not a directory")
@@ -116,10 +116,11 @@ def test_3_out_naming_an_existing_file(run, corpus, tmp_path, capsys):  # noqa: 
 
 
 @pytest.mark.parametrize("size", [["--hidden", "200000"], ["--emb", "2000000000"]])
-def test_4_a_model_too_big_is_refused_before_allocating(corpus, tmp_path, capsys, size):  # noqa: F811
+def test_4_a_model_too_big_is_refused_before_allocating(corpus, tmp_path, capsys, size):
     args = _train_args(corpus, tmp_path / "big", epochs=1)
     args[args.index("--emb"):args.index("--batch-size")] = []          # drop the tiny sizes
     fails(capsys, args + size, "needs about", "GiB", "available")
+    assert not (tmp_path / "big").exists()                            # nothing left behind
 
 
 def test_4_weights_are_drawn_without_a_float64_copy():
@@ -158,7 +159,7 @@ def test_6_checkpoint_headers_are_checked_strictly(run, tmp_path, capsys, edit, 
     fails(capsys, ["train", "--resume", str(bad), "--out", str(tmp_path / "o"), "--epochs", "3"], fragment)
 
 
-def test_6_a_position_past_the_epoch_is_refused(run, corpus, tmp_path, capsys):  # noqa: F811
+def test_6_a_position_past_the_epoch_is_refused(run, corpus, tmp_path, capsys):
     bad = rewrite(run / "checkpoint.npz", tmp_path / "bad.npz",
                   edit_header=lambda h: h["progress"].update(position=10 ** 9))
     fails(capsys, ["train", "--resume", str(bad), "--out", str(tmp_path / "o"), "--epochs", "3"],
@@ -166,7 +167,7 @@ def test_6_a_position_past_the_epoch_is_refused(run, corpus, tmp_path, capsys): 
 
 
 @pytest.mark.parametrize("value, fragment", [(np.nan, "contains NaN or inf"), (-1.0, "negative entries")])
-def test_7_a_broken_adam_moment_is_refused_on_loading(corpus, tmp_path, capsys, value, fragment):  # noqa: F811
+def test_7_a_broken_adam_moment_is_refused_on_loading(corpus, tmp_path, capsys, value, fragment):
     out = tmp_path / "adam"
     assert cli.main(_train_args(corpus, out, epochs=1, extra=["--optimizer", "adam"])) == 0
 
@@ -183,7 +184,7 @@ def test_7_a_broken_adam_moment_is_refused_on_loading(corpus, tmp_path, capsys, 
 @pytest.mark.parametrize("extra, fragment", [(["--lam1", "1e300"], "lam1 = 1e+300"),
                                              (["--weight-decay", "1e30"], "weight_decay must lie in"),
                                              (["--max-vocab", "1"], "--max-vocab must be >= 2")])
-def test_8_nonsense_hyperparameters_are_refused(corpus, tmp_path, capsys, extra, fragment):  # noqa: F811
+def test_8_nonsense_hyperparameters_are_refused(corpus, tmp_path, capsys, extra, fragment):
     fails(capsys, _train_args(corpus, tmp_path / "r", epochs=1, extra=extra), fragment)
     assert not (tmp_path / "r").exists()
 
@@ -196,7 +197,7 @@ def test_9_resume_refuses_options_the_checkpoint_fixes(run, capsys):
                    "--cell", "gru"], "--cell, --hidden, --lr cannot change on --resume")
 
 
-def test_9_resume_refuses_a_changed_training_text(corpus, tmp_path, capsys):  # noqa: F811
+def test_9_resume_refuses_a_changed_training_text(corpus, tmp_path, capsys):
     d = tmp_path / "data"
     d.mkdir()
     lines = (corpus / "train.txt").read_text().splitlines()
@@ -213,7 +214,7 @@ def test_9_resume_refuses_a_changed_training_text(corpus, tmp_path, capsys):  # 
 
 
 @pytest.mark.parametrize("extra, flag", [(["--vocab", "/nonexistent.npz"], "--vocab"), (["--numpy"], "--numpy")])
-def test_10_eval_refuses_options_that_do_not_apply(run, corpus, capsys, extra, flag):  # noqa: F811
+def test_10_eval_refuses_options_that_do_not_apply(run, corpus, capsys, extra, flag):
     fails(capsys, ["eval", str(run / "checkpoint.npz"), str(corpus / "test.txt"), *extra],
           f"{flag} applies to compact models")
 
@@ -221,7 +222,7 @@ def test_10_eval_refuses_options_that_do_not_apply(run, corpus, capsys, extra, f
 # --- 11: Ctrl-C keeps the partial epoch -------------------------------------------------------
 
 
-def test_11_ctrl_c_mid_epoch_saves_where_it_stopped(corpus, tmp_path, capsys, monkeypatch):  # noqa: F811
+def test_11_ctrl_c_mid_epoch_saves_where_it_stopped(corpus, tmp_path, capsys, monkeypatch):
     from l0ref.training import loop
     real = loop.train_step
 
@@ -298,19 +299,19 @@ def test_12_cells_and_models_refuse_bad_dtypes_masks_and_caches():
 # --- 13: messages that mislead --------------------------------------------------------------
 
 
-def test_13_a_text_file_given_as_a_model(corpus, capsys):  # noqa: F811
+def test_13_a_text_file_given_as_a_model(corpus, capsys):
     fails(capsys, ["eval", str(corpus / "train.txt"), str(corpus / "test.txt")], "is not an l0ref model file",
           "not an npz archive")
     fails(capsys, ["compact", str(corpus / "train.txt"), "--out", "/tmp/never.npz"], "not an npz archive")
 
 
-def test_13_report_on_a_file_or_an_empty_directory(corpus, tmp_path, capsys):  # noqa: F811
+def test_13_report_on_a_file_or_an_empty_directory(corpus, tmp_path, capsys):
     fails(capsys, ["report", str(corpus / "train.txt"), "--out", str(tmp_path / "f")], "is a file")
     (tmp_path / "empty").mkdir()
     fails(capsys, ["report", str(tmp_path / "empty"), "--out", str(tmp_path / "f")], "holds no run")
 
 
-def test_13_train_shows_the_unk_rate_of_valid_and_test(corpus, tmp_path, capsys):  # noqa: F811
+def test_13_train_shows_the_unk_rate_of_valid_and_test(corpus, tmp_path, capsys):
     (tmp_path / "valid.txt").write_text(_lines(30, np.random.default_rng(3)) + "zebra quagga okapi\n")
     args = _train_args(corpus, tmp_path / "r", epochs=1)
     args[args.index("--valid") + 1] = str(tmp_path / "valid.txt")

@@ -135,9 +135,15 @@ def describe_run(state, corpus, source: str, out: Path, reference: dict, log) ->
     opts = "".join(f", {k} {v}" for k, v in mc.cell_options.items())
     log(f"model: {mc.cell.upper()}, embedding {mc.emb_size}, hidden {sizes}{opts}, "
         f"{models.n_params(mc, state.params):,} parameters, {cfg.dtype}")
-    lam1, lam2 = state.penalty_weights.current()
-    lam = ", ".join(f"layer {l + 1}: lam1 {a:.3g} lam2 {b:.3g}" for l, (a, b) in enumerate(zip(lam1, lam2)))
-    log(f"penalty (Eq. 7), lambdas = multiplier x 0.08/N with N = {state.n_train_tokens:,}: {lam}")
+    w = state.penalty_weights
+    if isinstance(w, training.TargetController):
+        what = "multiply-adds per token" if w.measure == "macs" else "embedding and recurrent weights"
+        log(f"penalty: a size target, {w.target:g} of the full model's {what}: the Lagrangian lam1 (s - t) + "
+            f"lam2 (s - t)^2 on the expected size s, the target t ramped in over {w.warmup:.0%} of the run, "
+            f"multipliers by gradient ascent (lr {w.lr:g}; now {w.lam1:.3g}, {w.lam2:.3g})")
+    else:
+        lam = ", ".join(f"layer {l + 1}: lam1 {a:.3g} lam2 {b:.3g}" for l, (a, b) in enumerate(zip(w.lam1, w.lam2)))
+        log(f"penalty (Eq. 7), lambdas = multiplier x 0.08/N with N = {state.n_train_tokens:,}: {lam}")
     log(f"training: {cfg.optimizer} lr {cfg.lr:g} (/{cfg.lr_decay:g} per epoch after {cfg.lr_decay_start}), "
         f"clip {cfg.clip:g}, dropout {cfg.dropout:g}, weight decay {cfg.weight_decay:g}, "
         f"log_alpha lr x{cfg.log_alpha_lr_scale:g}, batch {cfg.batch_size} x bptt {cfg.bptt}, "
@@ -300,6 +306,24 @@ def save_compact(path: Path, cm, vocab, level: str) -> None:
     compact_mod.save(path, cm)
 
 
+def size_target(state, params, report) -> dict:
+    """For a run with a size target: the target, the expected fraction at the end and the
+    realized one (the compact model's, test-time gates) of its measure; {} otherwise."""
+    w = state.penalty_weights
+    if not isinstance(w, training.TargetController):
+        return {}
+    from .. import penalties
+    mc = state.model_config
+    expected = w.expected_fraction(mc, models.neuron_log_alpha(params))[0]
+    if w.measure == "macs":      # what compaction kept (penalties.realized_size counts the same)
+        realized = report.macs_after / report.macs_before
+    else:
+        realized = penalties.realized_size(mc, models.inference_gates(params), "params") / \
+            penalties.full_size(mc, "params")
+    return {"target": {"measure": w.measure, "target": w.target, "expected": expected, "realized": realized,
+                       "multipliers": [w.lam1, w.lam2]}}
+
+
 def plots(state, params, out: Path, name: str, data_note: str | None) -> None:
     """The run's figures: live neurons over training and the learned structure."""
     from .. import report
@@ -318,12 +342,18 @@ def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
     out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} is a file, not a directory; name a run directory")
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with rundir.RunLock(out):
-        continuing = spec.resume is not None and out.resolve() == Path(spec.resume).resolve().parent
-        if not continuing:
-            rundir.check_new_run(out, spec.overwrite)
-        return _run_locked(spec, out, log)
+    try:
+        with rundir.RunLock(out):
+            continuing = spec.resume is not None and out.resolve() == Path(spec.resume).resolve().parent
+            if not continuing:
+                rundir.check_new_run(out, spec.overwrite)
+            return _run_locked(spec, out, log)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()              # a run refused before it wrote anything leaves no directory behind
+        raise
 
 
 def _run_locked(spec: RunSpec, out: Path, log) -> dict:
@@ -373,7 +403,11 @@ def _run_locked(spec: RunSpec, out: Path, log) -> dict:
         macs_before=st.macs_before, macs_after=st.macs_after, compact_max_abs_diff=check["max_abs_diff"],
         timing=speed["times"], speedup=speed["speedup"], threads=speed["threads"],
         train_seconds=state.elapsed, wall_seconds=time.perf_counter() - t0,
-        config={"model": mc.to_dict(), "train": cfg.to_dict()}, data=source)
+        config={"model": mc.to_dict(), "train": cfg.to_dict()}, data=source, **size_target(state, params, st))
+    if "target" in summary:
+        t = summary["target"]
+        log(f"size target: {t['measure']} {t['target']:g}; expected {t['expected']:.4f}, realized (compact model) "
+            f"{t['realized']:.4f}, {100 * (t['realized'] / t['target'] - 1):+.1f}% of the target")
     summary_mod.write(out / "summary.json", summary)
     summary_mod.write_json(out / "history.json", history_doc(state, summary))
     log(f"done in {summary['wall_seconds']:.0f} s; files in {out}/: checkpoint.npz, history.json, "

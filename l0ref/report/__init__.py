@@ -6,10 +6,10 @@ directories for ``l0ref report``; ``figure.py`` imports matplotlib (an optional
 dependency, ``pip install 'l0ref[plot]'``) when a figure is drawn.
 """
 from ..gates import live_counts
-from .curves import plot_live_neurons, plot_ppl_vs_width
+from .curves import plot_live_neurons, plot_ppl_vs_width, plot_size_target
 from .figure import PLOT_EXTRA
 from .runs import LAMBDA_KEYS, TEST_PPL_KEYS, make_report, read_run
 from .structure import Kept, downsample, group_names, kept_counts, plot_structure
 
 __all__ = ["PLOT_EXTRA", "Kept", "group_names", "live_counts", "kept_counts", "downsample", "plot_structure",
-           "plot_live_neurons", "plot_ppl_vs_width", "read_run", "make_report", "TEST_PPL_KEYS", "LAMBDA_KEYS"]
+           "plot_live_neurons", "plot_ppl_vs_width", "plot_size_target", "read_run", "make_report", "TEST_PPL_KEYS", "LAMBDA_KEYS"]

@@ -5,6 +5,8 @@
   validation perplexity when the history has them.
 - :func:`plot_ppl_vs_width`: Fig. 3.  Perplexity against the remaining width (and the
   nonzero weights) for runs with different penalty strengths, points labeled by lambda.
+- :func:`plot_size_target`: a size target's run: target, expected and realized size,
+  and the Lagrangian's multipliers over training.
 
 Both take plain lists of dicts (history records, run summaries).
 """
@@ -18,7 +20,7 @@ import numpy as np
 from .figure import figure, save
 from .structure import group_names
 
-__all__ = ["plot_live_neurons", "plot_ppl_vs_width"]
+__all__ = ["plot_live_neurons", "plot_ppl_vs_width", "plot_size_target"]
 
 
 def _x_axis(records: list[dict]) -> tuple[str, str]:
@@ -189,4 +191,44 @@ def plot_ppl_vs_width(runs: Sequence[Mapping], path, *, title: str | None = None
             ax.legend(fontsize=9)
     if title:
         fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_size_target(history: Sequence[dict], path, *, title: str | None = None) -> Path:
+    """A size target over training: the target, the expected and the realized size as
+    fractions of the full model (top), and the Lagrangian's two multipliers (bottom).
+
+    ``history``: records with ``"target"``, ``"expected_fraction"``, ``"realized_fraction"``,
+    ``"multipliers"`` ``[lam1, lam2]`` and ``"measure"`` (``training/weights.py`` writes them).
+    """
+    recs = [r for r in history if isinstance(r, Mapping) and r.get("target") is not None]
+    if not recs:
+        raise ValueError("the history has no size-target records ('target', 'expected_fraction')")
+    key, xlabel = _x_axis(recs)
+    xs = [r[key] if key else i for i, r in enumerate(recs)]
+    measure = recs[-1].get("measure", "macs")
+    what = "multiply-adds per token" if measure == "macs" else "embedding and recurrent weights"
+    fig = figure(9, 7)
+    ax, ax2 = fig.subplots(2, 1, sharex=True)
+    ax.plot(xs, [r["target"] for r in recs], color="0.3", ls="--", label="target (ramped)")
+    ax.plot(xs, [r["expected_fraction"] for r in recs], color="tab:blue", marker="o", ms=3,
+            label="expected (closed form, Eq. 9)")
+    if all("realized_fraction" in r for r in recs):
+        ax.plot(xs, [r["realized_fraction"] for r in recs], color="tab:orange", marker="s", ms=3,
+                label="realized (test-time gates)")
+    final = recs[-1]["target"]
+    ax.axhspan(0.95 * final, 1.05 * final, color="tab:green", alpha=0.12, label="target +-5%")
+    ax.set_ylabel(f"fraction of the full model's\n{what}")
+    ax.set_ylim(0, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9)
+    ax.set_title(title or f"Size target {final:g} ({measure})")
+    lam = np.array([r["multipliers"] for r in recs], float)
+    ax2.plot(xs, lam[:, 0], color="tab:red", label="lambda1 (linear term)")
+    ax2.plot(xs, lam[:, 1], color="tab:purple", label="lambda2 (quadratic term)")
+    ax2.axhline(0, color="0.5", lw=0.8)
+    ax2.set_ylabel("multiplier")
+    ax2.set_xlabel(xlabel)
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=9)
     return save(fig, path)

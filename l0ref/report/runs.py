@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..gates import PARAMS_KEY, live_counts
-from .curves import _fmt, plot_live_neurons, plot_ppl_vs_width
+from .curves import _fmt, plot_live_neurons, plot_ppl_vs_width, plot_size_target
 from .figure import matplotlib_parts
 from .structure import _config_fields, plot_structure
 
@@ -131,6 +131,7 @@ def make_report(run_dirs, out_dir, *, loader: Callable | None = None,
 
     - ``RUN_live.png`` (:func:`plot_live_neurons`) from ``RUN/history.json`` (see
       :func:`read_run` for the forms it may take);
+    - ``RUN_target.png`` (:func:`plot_size_target`) for a run with a size target;
     - ``RUN_structure.png`` (:func:`plot_structure`) from the trained model, which comes
       from ``models`` (a sequence aligned with ``run_dirs``, or a mapping from run dir to
       model) or else from ``loader(run_dir)``.  A model is ``(config, params)``,
@@ -186,6 +187,9 @@ def make_report(run_dirs, out_dir, *, loader: Callable | None = None,
                                              title=f"{name}: live neurons per gate group"))
         elif history:
             run_notes.append(f"{name}: history has no 'live' records; no live-neuron figure")
+        if any(r.get("target") is not None for r in history):
+            written.append(plot_size_target(history, out_dir / f"{name}_target.png",
+                                            title=f"{name}: size target, expected and realized size"))
         if model is not None:
             config, params, gates = model
             written.append(plot_structure(config, params, out_dir / f"{name}_structure.png", gates=gates,

@@ -73,9 +73,9 @@ from .memory import check_fits, estimate_bytes
 from .state import TrainState, init_state
 from .step import train_step
 from .tasks import LanguageModeling
-from .weights import PenaltyWeights
+from .weights import PenaltyWeights, TargetController
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DTYPES", "Interrupted", "LAMBDA_UNIT", "OPTIMIZERS", "LanguageModeling", "check_fits", "estimate_bytes",
-           "PenaltyWeights", "Progress", "TrainConfig", "TrainState", "describe", "evaluate", "fit", "init_state",
+           "PenaltyWeights", "TargetController", "Progress", "TrainConfig", "TrainState", "describe", "evaluate", "fit", "init_state",
            "live_neurons", "load_checkpoint", "record", "reference_perplexities", "save_checkpoint", "status_line",
            "expected_size", "train_step"]

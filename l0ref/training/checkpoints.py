@@ -15,6 +15,7 @@ from .config import DTYPES, TrainConfig
 from .optim import init_opt
 from .state import TrainState
 from .weights import PenaltyWeights
+from .weights import from_json as weights_from_json
 
 CHECKPOINT_FORMAT = "l0ref-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -213,7 +214,7 @@ def load_checkpoint(path) -> TrainState:
         if vocab is not None and (not isinstance(vocab, list) or len(vocab) != mc.vocab_size):
             raise ValueError("vocabulary does not match the model's vocab_size")
         if "penalty_weights" in header:
-            weights = PenaltyWeights.from_json(header["penalty_weights"], mc.n_layers)
+            weights = weights_from_json(header["penalty_weights"], mc.n_layers)
         else:   # version 1: the weights were the config's, fixed
             weights = PenaltyWeights.from_config(cfg, mc.n_layers, int(prog["n_train_tokens"]))
         for h in flat_states(hidden):

@@ -43,6 +43,11 @@ class TrainConfig:
     eval_every: int = 0               #: steps between evaluations; 0 = once per epoch
     seed: int = 0
     dtype: str = "float32"
+    target_macs: float | None = None  #: a size target instead of lambdas: fraction of the multiply-adds
+    target_params: float | None = None  #: ... or of the embedding and recurrent weights
+    target_warmup: float = 0.5        #: fraction of the run over which the target is ramped in
+    target_lr: float = 0.05           #: learning rate of the target's multipliers (gradient ascent)
+    target_lam2: float = 20.0         #: initial quadratic multiplier of the target's Lagrangian
 
     def __post_init__(self):
         for name in ("lam1", "lam2", "adam_betas"):
@@ -108,6 +113,19 @@ class TrainConfig:
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
         if self.init_range is not None and not (math.isfinite(self.init_range) and self.init_range > 0):
             raise ValueError(f"init_range must be > 0 or None, got {self.init_range!r}")
+        for name in ("target_macs", "target_params"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1):
+                raise ValueError(f"{name} must be a fraction strictly between 0 and 1, got {v!r}")
+        if self.target_macs is not None and self.target_params is not None:
+            raise ValueError("give one size target, target_macs or target_params, not both")
+        if not (isinstance(self.target_warmup, (int, float)) and 0 < self.target_warmup <= 1):
+            raise ValueError(f"target_warmup must lie in (0, 1], got {self.target_warmup!r}")
+        if not (isinstance(self.target_lr, (int, float)) and math.isfinite(self.target_lr) and self.target_lr > 0):
+            raise ValueError(f"target_lr must be > 0, got {self.target_lr!r}")
+        if not (isinstance(self.target_lam2, (int, float)) and math.isfinite(self.target_lam2) and
+                self.target_lam2 >= 0):
+            raise ValueError(f"target_lam2 must be >= 0, got {self.target_lam2!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 

@@ -59,9 +59,12 @@ def status_line(state: TrainState, stats: dict, tok_per_s: float) -> str:
     last = state.history[-1] if state.history else None
     val = f" | val ppl {last['valid_ppl']:.1f}" if last and last.get("valid_ppl") is not None else ""
     loss = stats["loss"]
+    ctrl = state.penalty_weights.record(state.model_config, models.neuron_log_alpha(state.params), state.fraction)
+    target = (f" | target {ctrl['target']:.3f} E[{ctrl['measure']}] {ctrl['expected_fraction']:.3f}"
+              if ctrl else "")
     return (f"ep {state.epoch + 1}/{state.config.epochs} step {state.step} | {tok_per_s / 1e3:.1f}k tok/s"
             f" | loss {loss:.3f} ppl {math.exp(min(loss, 50)):.1f}{val} | live {live}"
-            f" | E[nnz] {_fmt_count(nnz)} | lr {state.lr:.3g}")
+            f" | E[nnz] {_fmt_count(nnz)}{target} | lr {state.lr:.3g}")
 
 
 def record(state: TrainState, task, since: tuple[float, int]) -> dict:
@@ -79,7 +82,9 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
     st = expected_size(mc, p)
     entry["live"] = st["live"]
     entry["expected_nonzero"] = st["expected_nonzero"]
-    entry["penalty"] = float(penalties.penalty(models.neuron_log_alpha(p), *state.penalty_weights.current())[0])
+    la = models.neuron_log_alpha(p)
+    entry["penalty"] = float(state.penalty_weights.penalty(mc, la, state.fraction)[0])
+    entry.update(state.penalty_weights.record(mc, la, state.fraction))
     entry["elapsed"] = state.elapsed
     dt = time.perf_counter() - since[0]
     entry["tokens_per_s"] = (state.tokens_seen - since[1]) / dt if dt > 0 else None
@@ -93,8 +98,10 @@ def describe(entry: dict) -> str:
     val = f"valid ppl {entry['valid_ppl']:8.2f}" if entry.get("valid_ppl") is not None else "valid ppl      n/a"
     tr = f"train ppl {entry['train_ppl']:8.2f}" if entry.get("train_ppl") is not None else "train ppl      n/a"
     live = "/".join(str(n) for n in entry["live"])
+    target = (f"target {entry['target']:.3f} E[{entry['measure']}] {entry['expected_fraction']:.3f} | "
+              if "target" in entry else "")
     return (f"epoch {entry['epoch']:3d} step {entry['step']:6d} | {tr} | {val} | live {live} | "
-            f"E[nnz] {_fmt_count(entry['expected_nonzero'])} | lr {entry['lr']:.3g} | {entry['elapsed']:.0f}s")
+            f"E[nnz] {_fmt_count(entry['expected_nonzero'])} | {target}lr {entry['lr']:.3g} | {entry['elapsed']:.0f}s")
 
 
 def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | None = None, max_steps: int | None = None,
@@ -127,6 +134,16 @@ def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | N
     if interrupt.raised:
         raise Interrupted(checkpoint_path)
     return state
+
+
+def run_fraction(state, batches_per_epoch: int, elapsed: float, budget: float | None) -> float:
+    """How much of the run is done before the next step: its share of all the batches of
+    ``config.epochs`` epochs or, with a time budget, of the budget, whichever is larger
+    (a size target ramps in over it).  Without a budget it depends on the data position
+    alone, so a resumed run computes the same numbers as a straight one."""
+    total = state.config.epochs * batches_per_epoch
+    done = (state.epoch * batches_per_epoch + state.position) / total if total else 1.0
+    return max(done, elapsed / budget) if budget else done
 
 
 class Interrupted(KeyboardInterrupt):
@@ -201,6 +218,8 @@ def _fit(state, task, wins, interrupt, checkpoint_path, progress, max_steps, max
                 stopped = True
                 break
             inputs, targets = wins[state.position]
+            state.fraction = run_fraction(state, len(wins), elapsed0 + time.perf_counter() - t_start,
+                                          None if max_seconds is None else elapsed0 + max_seconds)
             if not task.carries_state:
                 state.hidden = None
             stats = train_step(state, inputs, targets, task.loss_and_grads)

@@ -8,7 +8,8 @@ import numpy as np
 from .. import models
 from .config import DTYPES, TrainConfig
 from .optim import init_opt
-from .weights import PenaltyWeights
+from . import weights as weights_mod
+from .weights import PenaltyWeights, TargetController
 
 
 @dataclass
@@ -28,7 +29,7 @@ class TrainState:
     params: dict
     rng: np.random.Generator
     n_train_tokens: int
-    penalty_weights: PenaltyWeights
+    penalty_weights: PenaltyWeights | TargetController
     lr: float
     opt: dict = field(default_factory=dict)
     opt_t: int = 0
@@ -44,6 +45,7 @@ class TrainState:
     vocab: list | None = None             # tokens in id order, for evaluating new text
     level: str = "word"
     meta: dict = field(default_factory=dict)  # JSON-able notes kept in checkpoints (e.g. the corpus)
+    fraction: float = 0.0                 # of the run done, set by the loop before each step (not saved)
 
     @property
     def dtype(self):
@@ -57,7 +59,7 @@ def init_state(model_config: models.ModelConfig, config: TrainConfig, n_train_to
     rng = np.random.default_rng(config.seed)
     params = models.init_params(model_config, rng, dtype=DTYPES[config.dtype], init_range=config.init_range,
                                 log_alpha_mean=config.log_alpha_init, log_alpha_std=config.log_alpha_std)
-    weights = PenaltyWeights.from_config(config, model_config.n_layers, int(n_train_tokens))
+    weights = weights_mod.from_config(config, model_config.n_layers, int(n_train_tokens))
     if vocab is not None and len(vocab) != model_config.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} tokens, the model {model_config.vocab_size}")
     return TrainState(model_config, config, params, rng, int(n_train_tokens), weights, float(config.lr),

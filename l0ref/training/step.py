@@ -7,7 +7,6 @@ import numpy as np
 
 from .. import gates as gates_mod
 from .. import models
-from .. import penalties
 from ..tree import leaves
 from .optim import add_weight_decay, update
 from .tasks import lm_loss_and_grads
@@ -34,9 +33,10 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
     d_log_alpha = gates_mod.log_alpha_grads(log_alpha, u, grads.pop("gates"))
 
-    # Expected-L0 penalty (Eq. 7, with P(gate != 0) of Eq. 9) and its gradient.
-    lam1, lam2 = state.penalty_weights.current()
-    pen, d_pen = penalties.penalty(log_alpha, lam1, lam2)
+    # The penalty and its gradient: Eq. 7 (with P(gate != 0) of Eq. 9), or a size target's
+    # Lagrangian (``weights.py``).
+    pen, d_pen = state.penalty_weights.penalty(mc, log_alpha, state.fraction)
+    state.penalty_weights.after_step(mc, log_alpha, state.fraction)     # a controller's multipliers ascend
     grads[gates_mod.PARAMS_KEY] = {"neurons": [(a + b).astype(state.dtype, copy=False)
                                                for a, b in zip(d_log_alpha, d_pen)]}
 
