@@ -209,14 +209,14 @@ def main(argv=None) -> int:
 
 def describe_os_error(err: OSError) -> str:
     """An operating-system error as one line: what failed, on which file, and why."""
-    where = f" {err.filename!r}" if getattr(err, "filename", None) else ""
+    where = f"cannot use {err.filename!r}: " if getattr(err, "filename", None) else ""
     reason = err.strerror or str(err)
     hints = {errno.ENOSPC: "; free some space or choose another --out",
              errno.EROFS: "; choose a writable --out",
              errno.EACCES: "; check the permissions or choose another path",
              errno.EEXIST: "; choose another name or pass --overwrite",
              errno.ENOTDIR: "; a path component is a file, not a directory"}
-    return f"cannot use{where}: {reason} [Errno {err.errno}]{hints.get(err.errno, '')}"
+    return f"{where}{reason} [Errno {err.errno}]{hints.get(err.errno, '')}"
 
 
 def run_command(name: str, fn) -> int:

@@ -45,7 +45,7 @@ class TrainConfig:
     dtype: str = "float32"
     target_macs: float | None = None  #: a size target instead of lambdas: fraction of the multiply-adds
     target_params: float | None = None  #: ... or of the embedding and recurrent weights
-    target_warmup: float = 0.5        #: fraction of the run over which the target is ramped in
+    target_warmup: float = 0.3        #: fraction of the run over which the target is ramped in
     target_lr: float = 0.05           #: learning rate of the target's multipliers (gradient ascent)
     target_lam2: float = 20.0         #: initial quadratic multiplier of the target's Lagrangian
 
