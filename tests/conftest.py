@@ -39,3 +39,17 @@ def _train_args(corpus, out, epochs=2, extra=()):
             "--test", str(corpus / "test.txt"), "--epochs", str(epochs), "--out", str(out), *TINY, *extra]
 
 
+
+
+def rewrite_checkpoint(path, out, edit_header=None, edit_arrays=None):
+    """A copy of the checkpoint ``path`` at ``out``, its header and arrays edited (to damage it)."""
+    from l0ref import checkpoint as ckpt
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = ckpt.decode_header(arrays.pop(ckpt.HEADER_KEY))
+    if edit_header:
+        edit_header(header)
+    if edit_arrays:
+        edit_arrays(arrays)
+    ckpt.save_npz(out, header, arrays)
+    return out

@@ -18,7 +18,7 @@ from l0ref import cli, fast, hard_concrete, models
 from l0ref import training as train
 from l0ref.cells import lstm
 from l0ref.experiments import rundir
-from tests.conftest import TINY, _lines, _train_args
+from tests.conftest import TINY, _lines, _train_args, rewrite_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +38,7 @@ def fails(capsys, argv, *fragments, code=2):
     return err
 
 
-def rewrite(path, out, edit_header=None, edit_arrays=None):
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    header = ckpt.decode_header(arrays.pop(ckpt.HEADER_KEY))
-    if edit_header:
-        edit_header(header)
-    if edit_arrays:
-        edit_arrays(arrays)
-    ckpt.save_npz(out, header, arrays)
-    return out
+rewrite = rewrite_checkpoint
 
 
 # --- 1, 2: data loss and silent overwrites ------------------------------------------------

@@ -9,6 +9,8 @@ import zipfile
 import numpy as np
 import pytest
 
+from tests.conftest import rewrite_checkpoint
+
 from l0ref import checkpoint as ckpt
 from l0ref import data as data_mod
 from l0ref import gates, tree
@@ -278,15 +280,7 @@ def test_crash_while_writing_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     assert train.load_checkpoint(path).step == newer.step
 
 
-def _rewrite(path, out, edit_header=None, edit_arrays=None):
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    header = ckpt.decode_header(arrays.pop(ckpt.HEADER_KEY))
-    if edit_header:
-        edit_header(header)
-    if edit_arrays:
-        edit_arrays(arrays)
-    ckpt.save_npz(out, header, arrays)
+_rewrite = rewrite_checkpoint
 
 
 @pytest.mark.parametrize("damage, match", [
