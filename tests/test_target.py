@@ -104,6 +104,30 @@ def test_resume_with_a_target_is_bit_identical(tmp_path):
     assert np.array_equal(resumed.params["out_W"], straight.params["out_W"])
 
 
+@pytest.mark.parametrize("target", [None, 0.4])
+def test_under_a_target_the_gates_keep_the_initial_learning_rate(target):
+    """The lr decay slows the weights; under a size target it leaves the gates alone (the
+    controller holds the size to the last step), with fixed lambdas it slows them too.
+    SGD, no clipping: a step moves each array by lr x its gradient, so the step of a
+    decayed state over that of an undecayed twin is 1 for the gates, 1/4 for the weights
+    under a target, 1/4 for both without."""
+    mc = models.ModelConfig("lstm", 6, 4, (5, 5))
+    cfg = train.TrainConfig(epochs=2, batch_size=4, bptt=6, optimizer="sgd", lr=0.5, clip=0.0, dropout=0.0,
+                            weight_decay=0.0, target_macs=target, dtype="float64")
+    x, y = np.random.default_rng(0).integers(0, 6, (6, 4)), np.random.default_rng(1).integers(0, 6, (6, 4))
+    steps = []
+    for lr in (0.5, 0.125):
+        st = train.init_state(mc, cfg, n_train_tokens=900)
+        st.lr = lr                                        # as after two epochs of decay by 2
+        before = {"gate": models.neuron_log_alpha(st.params)[1].copy(), "weight": st.params["out_W"].copy()}
+        train.train_step(st, x, y)
+        steps.append({"gate": models.neuron_log_alpha(st.params)[1] - before["gate"],
+                      "weight": st.params["out_W"] - before["weight"]})
+    np.testing.assert_allclose(steps[1]["weight"], steps[0]["weight"] / 4, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(steps[1]["gate"], steps[0]["gate"] / (1 if target else 4), rtol=1e-9, atol=1e-15)
+    assert np.abs(steps[0]["gate"]).max() > 0
+
+
 @pytest.mark.parametrize("value", ["0", "1", "nan", "1.5", "-0.2"])
 def test_impossible_targets_are_refused(corpus, tmp_path, capsys, value):
     assert cli.main(_train_args(corpus, tmp_path / "r", epochs=1, extra=["--target-macs", value])) == 2

@@ -2,7 +2,9 @@
 
 What each array is (``models.roles``) decides how it is treated: weight matrices are
 decayed (L2, added after clipping as PyTorch's optimizers do), biases and gates are not;
-the gates' learning rate is multiplied by ``log_alpha_lr_scale``.
+the gates' learning rate is multiplied by ``log_alpha_lr_scale``.  Under a size target the
+gates' learning rate is not decayed (``TargetController.DECAY_GATE_LR``): the controller
+holds the size until the last step, and gates frozen by the decay could not follow it.
 """
 from __future__ import annotations
 
@@ -37,24 +39,25 @@ def update(state, p_leaves: list, g_leaves: list) -> None:
     """The optimizer step, in place on the parameters (the gradients are consumed)."""
     cfg = state.config
     state.opt_t += 1
-    scales = [cfg.log_alpha_lr_scale if r == GATE else 1.0 for r in roles(state.model_config, state.params)]
+    gate_lr = (state.lr if state.penalty_weights.DECAY_GATE_LR else cfg.lr) * cfg.log_alpha_lr_scale
+    lrs = [gate_lr if r == GATE else state.lr for r in roles(state.model_config, state.params)]
     dt = state.dtype
     if cfg.optimizer == "sgd":
         bufs = leaves(state.opt["momentum"]) if "momentum" in state.opt else [None] * len(p_leaves)
         mu = dt(cfg.momentum)
-        for w, gr, buf, sc in zip(p_leaves, g_leaves, bufs, scales):
+        for w, gr, buf, lr in zip(p_leaves, g_leaves, bufs, lrs):
             if buf is not None:
                 buf *= mu
                 buf += gr
                 gr = buf.copy()
-            gr *= dt(state.lr * sc)
+            gr *= dt(lr)
             w -= gr
         return
     # Adam (Kingma & Ba), bias-corrected; L2 decay already in the gradient as in torch.optim.Adam.
     b1, b2 = cfg.adam_betas
     t = state.opt_t
     c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    for w, gr, m, v, sc in zip(p_leaves, g_leaves, leaves(state.opt["m"]), leaves(state.opt["v"]), scales):
+    for w, gr, m, v, lr in zip(p_leaves, g_leaves, leaves(state.opt["m"]), leaves(state.opt["v"]), lrs):
         m *= dt(b1)
         m += dt(1 - b1) * gr
         v *= dt(b2)
@@ -63,7 +66,7 @@ def update(state, p_leaves: list, g_leaves: list) -> None:
         v += gr
         denom = np.sqrt(v / dt(c2))
         denom += dt(cfg.adam_eps)
-        w -= dt(state.lr * sc / c1) * m / denom
+        w -= dt(lr / c1) * m / denom
 
 
 __all__ = ["init_opt", "add_weight_decay", "update"]
