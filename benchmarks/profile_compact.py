@@ -80,9 +80,9 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         driver.run(prepared, tokens)
         t_run = time.perf_counter() - t0
-        h, P, bias, logp, starts = record[-1][2]                 # output_log_probs' arguments
+        h, P, bias, logp, row_starts, panel_starts = record[-1][2]   # output_log_probs' arguments
         t0 = time.perf_counter()
-        product_alone(h, P, bias, logp, starts)
+        product_alone(h, P, bias, logp, row_starts, panel_starts)
         t_product = time.perf_counter() - t0
         if r < 2:
             continue

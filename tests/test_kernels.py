@@ -16,6 +16,7 @@ rounding of O(1), not of itself.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 
@@ -56,8 +57,7 @@ def random_problem(cell, seed, dtype, sizes=None):
 
     Sizes 0-13 with 0 drawn often; hidden sizes above 16 now and then so that the
     vectorized dot products run full SIMD vectors; batch 1-7 (partial tiles of fewer
-    than ``MAX_ROWS`` = 6 rows, and one chunk per thread); weights Uniform(-1, 1) so the gates leave their
-    linear range.
+    than ``MAX_ROWS`` rows); weights Uniform(-1, 1) so the gates leave their linear range.
     """
     rng = np.random.default_rng(seed)
     if sizes is None:
@@ -168,19 +168,23 @@ def test_log_softmax_matches_reference_large_logits(dtype):
 @pytest.mark.parametrize("seed", range(6))
 def test_matmul_bias_equals_numpy(dtype, seed):
     """The packed, register-blocked product: ``x @ M.T + b`` for sizes around the tile
-    (rows not a multiple of 6, columns not a multiple of a panel, k = 0, one row), in
-    one thread chunk and in several."""
+    (rows not a multiple of ``MAX_ROWS``, columns not a multiple of a panel, k = 0, one
+    row), in one block and split by rows, by panels and by both."""
     rng = np.random.default_rng(seed)
     N, k, cols = int(rng.integers(1, 40)), int(rng.choice([0, 1, int(rng.integers(2, 70))])), int(rng.integers(1, 70))
     x = rng.uniform(-1, 1, (N, k)).astype(dtype)
     M = rng.uniform(-1, 1, (cols, k)).astype(dtype)
     b = rng.uniform(-1, 1, cols).astype(dtype)
     ref = x.astype(np.float64) @ M.T.astype(np.float64) + b
-    for starts in ([0, N], sorted({0, min(N, 6), N}), list(range(0, N, 5)) + [N]):
-        got = np.full((N, cols), np.nan, dtype)
-        fast.tile.matmul_bias(x, fast.tile.pack_panels(M, dtype), fast.tile.pad_panels(b, dtype), got,
-                            np.array(sorted(set(starts)), np.int64))
-        assert_close(got, ref.astype(dtype), RTOL[dtype], f"x @ M.T + b, (N, k, cols) = {(N, k, cols)}, chunks {starts}")
+    P = fast.tile.pack_panels(M, dtype)
+    panels = P.shape[0]
+    for rows in ([0, N], sorted({0, min(N, 6), N}), list(range(0, N, 5)) + [N]):
+        for cuts in ([0, panels], sorted({0, panels // 2, panels}), list(range(panels + 1))):
+            got = np.full((N, cols), np.nan, dtype)
+            fast.tile.matmul_bias(x, P, fast.tile.pad_panels(b, dtype), got, np.array(sorted(set(rows)), np.int64),
+                                  np.array(sorted(set(cuts)), np.int64))
+            assert_close(got, ref.astype(dtype), RTOL[dtype],
+                         f"x @ M.T + b, (N, k, cols) = {(N, k, cols)}, row chunks {rows}, panel chunks {cuts}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
@@ -216,7 +220,7 @@ def test_prepared_model_runs_many_times_alike(cell, dtype):
     """``prepare`` once, ``run`` twice with state carried: equals the reference on the
     two windows, and the recurrent matrices are the parameters' packed into panels."""
     config, params, _, _ = random_problem(cell, 11, dtype, sizes=(9, (21, 13)))
-    prepared = fast.prepare(config, params)
+    prepared = fast.prepare(config, params, parts=1)              # one unit group: the plain layout
     rec = "R" if cell == "rhn" else "U"
     for q, p in zip(prepared.layers, params["layers"]):
         want = np.asarray(p[rec])
@@ -288,22 +292,95 @@ def test_prepare_rejects_wrong_recurrent_shape():
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_results_do_not_depend_on_the_thread_chunks(cell, monkeypatch):
-    """Rows are split among threads (``fast.tile.chunks``), and every row is computed by
-    the same operations whichever chunk and tile it falls in: 1, 2, 3 or 7 chunks give
-    the same bits."""
+def test_results_do_not_depend_on_the_threads(cell, monkeypatch):
+    """In one layout, whichever thread computes a row or a unit group, split by rows or
+    by columns, and however the products are split (``tile.split``), every number is
+    computed by the same operations: the same bits.  (Pretending to have more threads
+    than numba runs is safe for the products: ``prange`` runs any number of tasks.)"""
     config, params, _, _ = random_problem(cell, 21, np.float32, sizes=(23, (29, 17)))
-    prepared = fast.prepare(config, params)
+    prepared = fast.prepare(config, params, parts=7)
     tokens = np.random.default_rng(3).integers(0, config.vocab_size, (5, 13))
     results = []
-    for threads in (1, 2, 3, 7):
+    most = numba.get_num_threads()
+    for schedule in ("rows", "columns"):
+        for threads in sorted({1, 2, most} & set(range(1, most + 1))):
+            logp, finals = fast.run(prepared, tokens, schedule=schedule, threads=threads)
+            results.append([logp] + flat_states(finals))
+    for threads in (2, 3, 7):
         monkeypatch.setattr(fast.tile.numba, "get_num_threads", lambda t=threads: t)
         assert len(fast.tile.chunks(13)) - 1 == threads
-        logp, finals = fast.run(prepared, tokens)
+        rows, cols = fast.tile.split(65, 3, 16)
+        assert (len(rows) - 1) * (len(cols) - 1) <= threads
+        logp, finals = fast.run(prepared, tokens, schedule="rows", threads=1)   # products split for `threads`
+        monkeypatch.undo()
         results.append([logp] + flat_states(finals))
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("parts", [1, 2, 3, 5, 16])
+def test_every_layout_and_schedule_equals_the_reference(cell, dtype, parts):
+    """Any number of unit groups (``layout.py``: more groups than quanta too, so some are
+    empty), split by rows and by columns: the reference's results."""
+    config, params, tokens, state0 = random_problem(cell, 50 + parts, dtype, sizes=(11, (37, 9)))
+    prepared = fast.prepare(config, params, parts=parts)
+    ref, ref_finals = model.log_probs(config, params, tokens, state0=state0)
+    for schedule in fast.driver.SCHEDULES:
+        got, got_finals = fast.run(prepared, tokens, state0, schedule=schedule)
+        assert_close(got, ref, RTOL[dtype], f"{parts} groups, {schedule}")
+        for g, r in zip(flat_states(got_finals), flat_states(ref_finals)):
+            assert_close(g, r, RTOL[dtype], f"{parts} groups, {schedule}: final state")
+
+
+def test_auto_splits_by_columns_when_the_batch_is_small():
+    threads = 16
+    assert fast.driver.recurrence_split(10, 16, threads=threads)[1] == 16           # 10 rows, 16 threads
+    rows, cols = fast.driver.recurrence_split(64, 16, threads=threads)               # 4 rows a thread
+    assert cols == 1 and len(rows) == 17
+    assert fast.driver.recurrence_split(10, 5, threads=threads)[1] == 5              # at most one thread a group
+    assert fast.driver.recurrence_split(10, 1, threads=threads)[1] == 1              # one group: by rows
+    rows, cols = fast.driver.recurrence_split(10, 16, threads=1)                     # one thread: all rows
+    assert cols == 1 and rows.tolist() == [0, 10]
+
+
+def test_a_barrier_that_times_out_falls_back_to_rows():
+    """Should a barrier give up (``sync.wait``), the layer runs again split by rows and
+    the results are the reference's: here every barrier finds the abort flag raised."""
+    config, params, tokens, state0 = random_problem("lstm", 8, np.float64, sizes=(6, (20, 7)))
+    prepared = fast.prepare(config, params, parts=2)
+    made = []
+
+    def sync():
+        made.append(np.array([0, 1 if len(made) % 2 == 0 else 0], np.int64))  # the first of each layer aborts
+        return made[-1]
+
+    fast.run(prepared, tokens, state0, schedule="columns")       # compiled before the patch
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(fast.driver, "new_sync", sync)
+    try:
+        got, finals = fast.run(prepared, tokens, state0, schedule="columns")
+    finally:
+        monkeypatch.undo()
+    ref, ref_finals = model.log_probs(config, params, tokens, state0=state0)
+    assert len(made) == 4, "each layer: an aborted run, then one more"
+    assert_close(got, ref, RTOL[np.float64], "after the fallback")
+    for g, r in zip(flat_states(finals), flat_states(ref_finals)):
+        assert_close(g, r, RTOL[np.float64], "final state after the fallback")
+
+
+def test_run_layer_rejects_impossible_thread_counts_and_schedules():
+    config, params, _, _ = random_problem("gru", 5, np.float32, sizes=(3, (4,)))
+    q = fast.prepare(config, params, parts=1).layers[0]
+    x = np.zeros((2, 2, 3), np.float32)
+    most = numba.get_num_threads()
+    for bad in (0, most + 1, 1.5, True):
+        with pytest.raises(ValueError, match=f"threads must be an integer from 1 to {most}"):
+            fast.run_layer("gru", q, x, threads=bad)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        fast.run_layer("gru", q, x, schedule="diagonal")
 
 
 # --------------------------------------------------------------------------- layer by layer
@@ -341,14 +418,15 @@ def test_every_kernel_is_cached_under_the_package_stamp():
     import numba.core.registry
     from l0ref.fast import _jit
     kernels = []
-    for name in ("simd", "vmath", "tile", "recurrences", "softmax", "driver"):
+    for name in ("simd", "vmath", "tile", "layout", "sync", "recurrences", "softmax", "driver"):
         module = importlib.import_module(f"l0ref.fast.{name}")
         kernels += [(f"{name}.{k}", v) for k, v in vars(module).items()
                     if isinstance(v, numba.core.registry.CPUDispatcher) and v.__module__ == module.__name__]
     assert len(kernels) >= 15, [k for k, _ in kernels]
     for name, dispatcher in kernels:
         assert isinstance(dispatcher._cache, _jit.PackageCache), f"{name} is not compiled with fast._jit.njit"
-        assert dispatcher._cache._impl.locator.get_source_stamp() == _jit.package_stamp(), name
+        assert dispatcher._cache._impl.locator.get_source_stamp() == \
+            f"{_jit.package_stamp()}-{fast.simd.VECTOR_BYTES}", name
 
 
 def test_package_stamp_changes_with_any_file(tmp_path):

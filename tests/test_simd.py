@@ -1,5 +1,6 @@
 """The SIMD vector operations of ``l0ref/fast/simd.py`` that the kernels are written with,
-each against numpy, in float32 (8 lanes) and float64 (4 lanes)."""
+each against numpy, in float32 and float64, at the vector width of this machine (the
+other widths: ``tests/test_wide.py``)."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -55,7 +56,7 @@ def test_round_exact_rounds_once():
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_vector_operations_equal_numpy(dtype):
     w = simd.lanes(dtype)
-    assert w == 32 // np.dtype(dtype).itemsize
+    assert w == simd.VECTOR_BYTES // np.dtype(dtype).itemsize
     rng = np.random.default_rng(0)
     a, b, c = (rng.uniform(-2, 2, 2 * w).astype(dtype) for _ in range(3))
     b[0] = a[0]                                                   # a tie for the max

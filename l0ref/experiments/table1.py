@@ -162,6 +162,18 @@ def _stats(times_s: list[float]) -> dict:
             "min_ms": float(t.min()), "max_ms": float(t.max())}
 
 
+def kernel_shape() -> dict:
+    """What the kernels were compiled for: vector width and product tile (``fast/simd.py``, ``fast/tile.py``)."""
+    return {"vector_bytes": fast.simd.VECTOR_BYTES, "tile_rows": fast.tile.MAX_ROWS,
+            "tile_columns": fast.tile.panel_width(np.float32), "describe": describe_kernels()}
+
+
+def describe_kernels() -> str:
+    """E.g. ``64-byte vectors (AVX-512): 16 float32, 8 float64; product tile 12 rows x 32 float32 columns``."""
+    return (f"{fast.simd.describe()}; product tile {fast.tile.MAX_ROWS} rows x "
+            f"{fast.tile.panel_width(np.float32)} float32 columns")
+
+
 def _machine() -> dict:
     import numba
     cpu = platform.processor()
@@ -174,6 +186,7 @@ def _machine() -> dict:
             "numpy": np.__version__, "numba": numba.__version__,
             "numba_threads": numba.get_num_threads(),
             "numba_threading_layer": numba.threading_layer(),
+            "kernels": kernel_shape(),
             "thread_env": {k: os.environ.get(k) for k in THREAD_ENV}}
     return info
 
@@ -328,7 +341,8 @@ def targets(rows) -> list[dict]:
 def format_table(matmul, rows, targets_) -> str:
     head = (f"{'method':<16} {'cell':<5} {'sizes':<28} {'MACs/token':>11} "
             f"{'time ms: median [IQR] (min-max)':>36} {'speedup':>8} {'MAC red.':>8} {'% matmul':>8}")
-    lines = [f"float32 matmul {matmul['size']}x{matmul['size']}: {matmul['gflops']:.1f} GFLOP/s median "
+    lines = [f"kernels: {describe_kernels()}",
+             f"float32 matmul {matmul['size']}x{matmul['size']}: {matmul['gflops']:.1f} GFLOP/s median "
              f"({matmul['median_ms']:.1f} ms, best {matmul['gflops_best']:.1f} GFLOP/s)", "", head,
              "-" * len(head)]
     for r in rows:

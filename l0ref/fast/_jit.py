@@ -6,7 +6,8 @@ the product tile of ``tile.py``) is part of the cached machine code but not of t
 check, so an edit of ``simd.py`` alone would leave every kernel running the old code.
 :func:`njit` closes that trap: its functions' cache entries are stamped with a hash of
 every ``.py`` file of this folder (:func:`package_stamp`), so any edit here recompiles
-them all.  ``tests/test_kernels.py`` checks that every kernel uses it.
+them all, and so does another vector width.  ``tests/test_kernels.py`` checks that every
+kernel uses it.
 """
 from __future__ import annotations
 
@@ -41,10 +42,13 @@ def package_stamp(directory: Path = PACKAGE_DIR) -> str:
 
 
 class _PackageStamped:
-    """A cache locator whose entries go stale when any file of the package changes."""
+    """A cache locator whose entries go stale when any file of the package changes, or
+    the vector width (``simd.VECTOR_BYTES``: the same machine compiles other code under
+    ``L0REF_VECTOR_BYTES``)."""
 
     def get_source_stamp(self):
-        return package_stamp()
+        from .simd import VECTOR_BYTES
+        return f"{package_stamp()}-{VECTOR_BYTES}"
 
 
 class _UserProvided(_PackageStamped, UserProvidedCacheLocator):

@@ -15,13 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numba
 import numpy as np
 
 from ..cells import get_cell
 from ..gates import PARAMS_KEY
+from .layout import gate_rows, pack_grouped, pad_grouped, unit_groups
 from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
 from .softmax import output_log_probs
-from .tile import MAX_ROWS, chunks, matmul_bias, pack_panels, pad_panels, panel_width
+from .sync import aborted, barrier_safe, new_sync
+from .tile import chunks, matmul_bias, pack_panels, pad_panels, panel_width, split
 
 
 @dataclass(frozen=True)
@@ -38,60 +41,63 @@ class Prepared:
     out_b: np.ndarray
 
 
-def _packed_input(p: dict, key_b: str, dtype) -> dict:
-    return {"W": pack_panels(p["W"], dtype), "b_in": pad_panels(p[key_b], dtype)}
+def _packed_input(p: dict, key_b: str, rows, dtype) -> dict:
+    return {"W": pack_grouped(p["W"], rows, dtype), "b_in": pad_grouped(p[key_b], rows, dtype)}
 
 
-def _prepare_lstm(p, dtype):
+def _prepare_lstm(p, rows, dtype):
     """W packed with b (what the input projection adds), U packed."""
-    return {**_packed_input(p, "b", dtype), "U": pack_panels(p["U"], dtype)}
+    return {**_packed_input(p, "b", rows, dtype), "U": pack_grouped(p["U"], rows, dtype)}
 
 
-def _prepare_gru(p, dtype):
-    """W packed with b_i, U packed, b_h padded (the recurrent bias, inside r * (...))."""
-    return {**_packed_input(p, "b_i", dtype), "U": pack_panels(p["U"], dtype), "b_rec": pad_panels(p["b_h"], dtype)}
+def _prepare_gru(p, rows, dtype):
+    """W packed with b_i, U packed, b_h laid out (the recurrent bias, inside r * (...))."""
+    return {**_packed_input(p, "b_i", rows, dtype), "U": pack_grouped(p["U"], rows, dtype),
+            "b_rec": pad_grouped(p["b_h"], rows, dtype)}
 
 
-def _prepare_rhn(p, dtype):
-    """W packed with b^1 (the first micro-step's bias), every R^k packed, all biases padded."""
-    b_rec = pad_panels(p["b"], dtype)
-    return {"W": pack_panels(p["W"], dtype), "b_in": b_rec[0], "b_rec": b_rec,
-            "R": np.stack([pack_panels(R_k, dtype) for R_k in np.asarray(p["R"])])}
+def _prepare_rhn(p, rows, dtype):
+    """W packed with b^1 (the first micro-step's bias), every R^k packed, all biases laid out."""
+    b_rec = pad_grouped(p["b"], rows, dtype)
+    return {"W": pack_grouped(p["W"], rows, dtype), "b_in": b_rec[0], "b_rec": b_rec,
+            "R": np.stack([pack_grouped(R_k, rows, dtype) for R_k in np.asarray(p["R"])])}
 
 
-def _run_lstm(q, wx, state0, out, pre, starts, new_state):
-    h0, c0 = (None, None) if state0 is None else state0
-    h, c = new_state(h0, "h0"), new_state(c0, "c0")
-    lstm_sequence(wx, q["U"], h, c, out, pre, starts)
-    return (h, c)
+def _run_lstm(q, wx, state, out, pre, sync, rows, cols):
+    h, c = state
+    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols)
 
 
-def _run_gru(q, wx, state0, out, pre, starts, new_state):
-    h = new_state(state0, "h0")
-    gru_sequence(wx, q["U"], q["b_rec"], h, out, pre, starts)
-    return h
+def _run_gru(q, wx, state, out, pre, sync, rows, cols):
+    h, = state
+    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols)
 
 
-def _run_rhn(q, wx, state0, out, pre, starts, new_state):
-    s = new_state(state0, "q0")
-    rhn_sequence(wx, q["R"], q["b_rec"], s, out, pre, starts)
-    return s
+def _run_rhn(q, wx, state, out, pre, sync, rows, cols):
+    s, = state
+    buffers = np.empty((2,) + s.shape, s.dtype)
+    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols)
 
 
 @dataclass(frozen=True)
 class CellKernel:
-    """How the driver runs one cell: ``prepare(params, dtype)`` -> the layer's packed
-    arrays, ``run(q, wx, state0, out, pre, starts, new_state)`` -> the final state."""
+    """How the driver runs one cell: ``prepare(params, rows, dtype)`` -> the layer's
+    arrays in the layout whose columns hold the gate rows ``rows`` (``layout.gate_rows``),
+    ``run(q, wx, state, out, pre, sync, rows, cols)`` runs the recurrence over the
+    sequence (``state``: the cell's state arrays, (B, n) each, the initial state on
+    entry; ``rows`` x ``cols`` the threads' grid and ``sync`` their barrier:
+    ``recurrences.py``)."""
 
     prepare: Callable
     run: Callable
+    state: tuple            #: names of the state arrays, in the order of the cell's state
 
 
 #: The cells that have a kernel, by name; any other registered cell runs in NumPy only.
 KERNELS = {
-    "lstm": CellKernel(_prepare_lstm, _run_lstm),
-    "gru": CellKernel(_prepare_gru, _run_gru),
-    "rhn": CellKernel(_prepare_rhn, _run_rhn),
+    "lstm": CellKernel(_prepare_lstm, _run_lstm, ("h0", "c0")),
+    "gru": CellKernel(_prepare_gru, _run_gru, ("h0",)),
+    "rhn": CellKernel(_prepare_rhn, _run_rhn, ("q0",)),
 }
 
 
@@ -101,12 +107,13 @@ def _kernel(cell: str) -> CellKernel:
     return KERNELS[cell]
 
 
-def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None) -> dict:
+def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None, parts: int | None = None) -> dict:
     """One layer's parameters for :func:`run_layer`, after checking every shape against
     the cell's ``param_shapes`` (the kernels read by flat offsets without bounds checks):
-    ``n``, W packed with the bias the input projection adds (``b_in``), the recurrent
-    matrices packed and, GRU and RHN, the recurrent biases ``b_rec``.  ``options``: the
-    config's cell options (the RHN's depth)."""
+    ``n``, the unit ``groups`` of the layout (``layout.py``: ``parts`` of them, default
+    one per numba thread), W packed with the bias the input projection adds (``b_in``),
+    the recurrent matrices packed and, GRU and RHN, the recurrent biases ``b_rec``, all
+    in that layout.  ``options``: the config's cell options (the RHN's depth)."""
     kernel = _kernel(cell)
     module = get_cell(cell)
     W = np.asarray(p["W"])
@@ -116,7 +123,10 @@ def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None
     for key, shape in module.param_shapes(m, n, **(options or {})).items():
         if np.shape(p[key]) != tuple(shape):
             raise ValueError(f"{cell} {key} has shape {np.shape(p[key])}, expected {tuple(shape)}")
-    return {"n": n, **kernel.prepare(p, dtype)}
+    parts = numba.get_num_threads() if parts is None else parts
+    groups = unit_groups(n, module.BLOCKS, parts, dtype)
+    rows = gate_rows(n, module.BLOCKS, groups, dtype)
+    return {"n": n, "groups": groups, **kernel.prepare(p, rows, dtype)}
 
 
 def _check_finite(params: dict) -> None:
@@ -134,8 +144,10 @@ def _check_shape(name: str, a, want: tuple) -> None:
         raise ValueError(f"parameter {name} has shape {np.shape(a)}, expected {want}")
 
 
-def prepare(config, params: dict) -> Prepared:
-    """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`).
+def prepare(config, params: dict, parts: int | None = None) -> Prepared:
+    """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`),
+    each layer in ``parts`` unit groups (``layout.py``; default one per numba thread,
+    which a column split needs: prepare after ``numba.set_num_threads``).
 
     Every shape is checked against ``config`` here: the kernels index by flat offsets
     without bounds checks, so a matrix of the wrong size would be read past its end."""
@@ -155,7 +167,7 @@ def prepare(config, params: dict) -> Prepared:
     _check_shape("emb", emb, (V, config.emb_size))
     layers, m = [], config.emb_size
     for l, (p, n) in enumerate(zip(params["layers"], config.hidden_sizes)):
-        q = prepare_layer(config.cell, p, m, dtype, config.cell_options)
+        q = prepare_layer(config.cell, p, m, dtype, config.cell_options, parts)
         if q["n"] != n:
             raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
         layers.append(q)
@@ -169,44 +181,97 @@ def prepare(config, params: dict) -> Prepared:
 # --------------------------------------------------------------------- driver
 
 
-def run_layer(cell: str, q: dict, x: np.ndarray, state0=None):
+#: Below this many rows of the batch per thread, "auto" splits a recurrence by columns.
+ROWS_PER_THREAD = 4
+#: ``schedule=`` of :func:`run_layer`.
+SCHEDULES = ("auto", "rows", "columns")
+
+
+def recurrence_split(batch: int, groups: int, schedule: str = "auto", threads: int | None = None):
+    """The threads' grid of a recurrence (``recurrences.py``): ``(row boundaries, column
+    parts)``.  By columns (one thread per unit group, at most one per numba thread)
+    when each thread would have fewer than ``ROWS_PER_THREAD`` rows of the batch, by
+    rows otherwise; by rows always where the threading layer may not run the threads
+    together (``sync.barrier_safe``), and with one thread or one group."""
+    threads = numba.get_num_threads() if threads is None else threads
+    columns = {"rows": False, "columns": True, "auto": batch < ROWS_PER_THREAD * threads}[schedule]
+    if threads > 1 and groups > 1 and columns and barrier_safe():
+        return np.array([0, batch], np.int64), min(groups, threads)
+    return chunks(batch, 1, threads), 1
+
+
+def run_layer(cell: str, q: dict, x: np.ndarray, state0=None, schedule: str = "auto",
+              threads: int | None = None):
     """One compact recurrent layer over x (T, B, m); returns (outputs (T, B, n), final state).
 
     ``q`` is the layer from :func:`prepare_layer` in x's dtype; ``state0`` in the cell's
-    own form (LSTM ``(h, c)``, GRU ``h``, RHN ``q``) or None for zeros.
+    own form (LSTM ``(h, c)``, GRU ``h``, RHN ``q``) or None for zeros; ``schedule`` (one
+    of :data:`SCHEDULES`) and ``threads`` (default: numba's) choose how the threads share
+    the recurrence (:func:`recurrence_split`).
     """
     dtype = x.dtype
     if x.ndim != 3 or x.shape[2] != q["W"].shape[1] or dtype != q["W"].dtype:
         raise ValueError(f"layer input has shape {x.shape} and dtype {dtype}; the layer takes "
                          f"(T, B, {q['W'].shape[1]}) {q['W'].dtype}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    most = numba.get_num_threads()
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                or not 1 <= threads <= most):
+        raise ValueError(f"threads must be an integer from 1 to {most} (numba's threads), got {threads!r}")
     x = np.ascontiguousarray(x)
     T, B, m = x.shape
     n = q["n"]
-    width = q["W"].shape[0] * panel_width(dtype)                 # G n rounded up to whole panels
+    nr = panel_width(dtype)
+    width = q["W"].shape[0] * nr                                 # the layout's columns, padding included
     wx = np.empty((T, B, width), dtype)
     matmul_bias(x.reshape(T * B, m), q["W"], q["b_in"], wx.reshape(T * B, width),       # every step's
-                chunks(T * B, MAX_ROWS))                                                # input projection
+                *split(T * B, q["W"].shape[0], nr))                                     # input projection
     out = np.empty((T, B, n), dtype)
     pre = np.empty((B, width), dtype)
-    starts = chunks(B)
+    kernel = _kernel(cell)
+    states = _initial_states(state0, kernel.state, B, n, dtype)
+    backup = [s.copy() for s in states]
+    rows, cols = recurrence_split(B, q["groups"].shape[0], schedule, threads)
+    sync = new_sync()
+    kernel.run(q, wx, states, out, pre, sync, rows, cols)
+    if aborted(sync):                                            # a barrier timed out: again, by rows
+        states = backup
+        kernel.run(q, wx, states, out, pre, new_sync(), *recurrence_split(B, 1, "rows", threads))
+    return out, _final_states(cell, states, out, T)
 
-    def state(s, name):
-        """The initial state as a fresh (B, n) array (updated in place)."""
-        if s is None:
-            return np.zeros((B, n), dtype)
+
+def _initial_states(state0, names, B, n, dtype) -> list:
+    """The cell's state arrays as fresh (B, n) arrays (the caller's stay as they are)."""
+    if state0 is None:
+        return [np.zeros((B, n), dtype) for _ in names]
+    given = state0 if len(names) > 1 else (state0,)
+    if len(given) != len(names):
+        raise ValueError(f"the initial state has {len(given)} arrays, the cell takes {len(names)}")
+    out = []
+    for s, name in zip(given, names):
         s = np.asarray(s)
         if s.shape != (B, n):
             raise ValueError(f"initial state {name} has shape {s.shape}, expected ({B}, {n})")
         if not np.all(np.isfinite(s)):
             raise ValueError(f"initial state {name} contains NaN or inf")
-        return np.array(s, dtype=dtype, order="C")               # a copy: the caller's array stays
+        out.append(np.array(s, dtype=dtype, order="C"))
+    return out
 
-    return out, _kernel(cell).run(q, wx, state0, out, pre, starts, state)
+
+def _final_states(cell: str, states: list, out: np.ndarray, T: int):
+    """The final state in the cell's own form: h (and the LSTM's c, updated in place)
+    from the outputs of the last step (RHN: q is the output)."""
+    h = out[T - 1].copy()
+    if cell == "lstm":
+        return (h, states[1])
+    return h
 
 
-def run(prepared: Prepared, tokens, state0=None):
+def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
     """Log-probabilities of the next token (T, B, V) and the final states of a model
-    laid out by :func:`prepare`; arguments and results as :func:`log_probs`."""
+    laid out by :func:`prepare`; arguments and results as :func:`log_probs`,
+    ``schedule`` and ``threads`` as in :func:`run_layer`."""
     tokens = np.asarray(tokens)
     if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 1 \
             or not np.issubdtype(tokens.dtype, np.integer):
@@ -220,15 +285,16 @@ def run(prepared: Prepared, tokens, state0=None):
     x = np.take(prepared.emb, tokens, axis=0)                    # (T, B, e); faster than emb[tokens]
     finals = []
     for q, s0 in zip(prepared.layers, state0):
-        x, final = run_layer(prepared.cell, q, x, s0)
+        x, final = run_layer(prepared.cell, q, x, s0, schedule, threads)
         finals.append(final)
     T, B = tokens.shape
     logp = np.empty((T * B, prepared.vocab_size), x.dtype)
-    output_log_probs(x.reshape(T * B, -1), prepared.out_W, prepared.out_b, logp, chunks(T * B, MAX_ROWS))
+    output_log_probs(x.reshape(T * B, -1), prepared.out_W, prepared.out_b, logp,
+                     *split(T * B, prepared.out_W.shape[0], prepared.out_W.shape[-1]))
     return logp.reshape(T, B, -1), finals
 
 
-def log_probs(config, params: dict, tokens, state0=None):
+def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
     """Log-probabilities of the next token (T, B, V) and the final states of a compact model.
 
     ``config`` is a ``model.ModelConfig`` (its ``cell``, ``vocab_size``, ``emb_size``,
@@ -241,7 +307,8 @@ def log_probs(config, params: dict, tokens, state0=None):
     on every call: to run one model many times, :func:`prepare` it once and call
     :func:`run`.
     """
-    return run(prepare(config, params), tokens, state0)
+    return run(prepare(config, params), tokens, state0, schedule, threads)
 
 
-__all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel"]
+__all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel",
+           "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]

@@ -1,10 +1,31 @@
-"""The recurrences of the compact cells, one kernel per cell, in place over a whole sequence.
+"""The recurrences of the compact cells, in place over a whole sequence.
 
-The sequences of a batch are independent, so each thread takes a chunk of rows and runs
-the whole time loop for them (one fork-join per layer, none per step), a tile of its rows
-at a time (``tile.recurrent_product``), followed by the gate nonlinearities and the
-state update fused over the row (vectorized by LLVM with ``vmath``'s exp).  The input
-projections of all steps are computed before (``tile.matmul_bias``) and read here.
+A step is the recurrent product ``pre = Z + h_{t-1} U^T`` (``tile.recurrent_product``)
+followed by the gate nonlinearities and the state update, fused over a group's units
+(vectorized by LLVM with ``vmath``'s exp).  The input projections of all steps are
+computed before (``tile.matmul_bias``) and read here.
+
+The threads share the work of a sequence in a grid: chunks of the batch's rows
+(``rows``, boundaries) times ``cols`` parts of the output columns.  The gate columns
+are laid out in unit groups (``layout.py``; ``groups`` (G, 4): each group's first unit,
+unit count, first column, panels), and a column part is a range of groups, so that
+a thread holds every gate of its units and updates their state itself.
+
+- **By rows** (``cols`` = 1): the sequences of a batch are independent, so each thread
+  runs the whole time loop for its rows, every column, and never waits for another
+  (one fork-join per layer).  Good while each thread has rows to fill a tile; at 16
+  threads a batch of 10 would leave 6 idle and give the others one-row products that
+  read the whole recurrent matrix at every step.
+- **By columns** (one row chunk, ``cols`` threads): every thread takes all the rows and
+  its part of the columns, whose part of the recurrent matrix stays in its core's
+  cache over all steps.  A step needs the whole previous state, so the threads meet at
+  a barrier (``sync.wait``: a microsecond, where a fork-join costs 9 us on 16 cores)
+  after every step (RHN: every micro-step).
+
+The states of consecutive steps are different arrays: ``out[t - 1]`` (the initial state
+at t = 0) is read while ``out[t]`` is written.  ``sync`` (2,) int64: the barrier's
+counter and abort flag; a wait that times out aborts the loop, and the driver runs
+the layer again by rows.  ``driver.recurrence_split`` chooses the grid.
 """
 from __future__ import annotations
 
@@ -12,116 +33,190 @@ import numba
 import numpy as np
 
 from ._jit import njit
-from .tile import MAX_ROWS, NO_OFFSET, Strided, recurrent_product
+from .layout import FIRST_COLUMN, FIRST_UNIT, PANELS, UNITS
+from .sync import ABORT, atomic_load, wait
+from .tile import MAX_ROWS, NO_OFFSET, Strided, pack_rows, recurrent_product
 from .vmath import sigmoid, tanh
 
 
+# ------------------------------------------------------------------ updates
+
+
 @njit()
-def _lstm_update(a, c, h, out, n):
-    """Eq. 1 for one sequence: gates from the preactivations ``a`` (i, f, g, o blocks
-    of n), ``c <- f c + i g``, ``h <- o tanh(c)``, h also into ``out``; vectorized."""
-    for j in range(n):
-        cj = sigmoid(a[n + j]) * c[j] + sigmoid(a[j]) * tanh(a[2 * n + j])
-        hj = sigmoid(a[3 * n + j]) * tanh(cj)
+def _lstm_update(a, c, out, k):
+    """Eq. 1 for the k units of one group of one sequence: gates from the
+    preactivations ``a`` (i, f, g, o blocks of k), ``c <- f c + i g``, ``out <- o tanh(c)``."""
+    for j in range(k):
+        cj = sigmoid(a[k + j]) * c[j] + sigmoid(a[j]) * tanh(a[2 * k + j])
         c[j] = cj
-        h[j] = hj
-        out[j] = hj
+        out[j] = sigmoid(a[3 * k + j]) * tanh(cj)
+
+
+@njit()
+def _gru_update(x, a, h, out, k):
+    """PyTorch's GRU for the k units of one group of one sequence: ``x`` = W x_t + b_i,
+    ``a`` = U h + b_h (r, u, n blocks of k); ``out <- m + u (h - m)``, m = tanh(x_n + r a_n)."""
+    for j in range(k):
+        r = sigmoid(x[j] + a[j])
+        u = sigmoid(x[k + j] + a[k + j])
+        m = tanh(x[2 * k + j] + r * a[2 * k + j])
+        out[j] = m + u * (h[j] - m)
+
+
+@njit()
+def _rhn_update(a, q, out, k):
+    """One RHN micro-step for the k units of one group of one sequence:
+    ``out <- q + t (h - q)`` with h = tanh(a_H), t = sigmoid(a_T) (carry gate 1 - t)."""
+    for j in range(k):
+        hj = tanh(a[j])
+        tj = sigmoid(a[k + j])
+        out[j] = q[j] + tj * (hj - q[j])
+
+
+@njit()
+def _my_part(party, rows, cols, groups):
+    """What thread ``party`` takes of a split into row chunks ``rows`` (boundaries) times
+    ``cols`` column parts: its rows ``b0 <= b < b1``, its groups ``g0 <= g < g1``, the
+    first of their columns and their panels (consecutive groups, consecutive panels)."""
+    ri, ci = party // cols, party % cols
+    G = groups.shape[0]
+    g0, g1 = ci * G // cols, (ci + 1) * G // cols
+    count = 0
+    for g in range(g0, g1):
+        count += groups[g, PANELS]
+    c0 = groups[g0, FIRST_COLUMN] if g1 > g0 else 0
+    return rows[ri], rows[ri + 1], g0, g1, c0, count
+
+
+@njit()
+def _meet(sync, epoch, parties, cols):
+    """The barrier after a step, where the threads split the columns (``cols`` > 1):
+    split by rows only, a thread reads only states it wrote itself."""
+    return cols == 1 or wait(sync, epoch, parties)
+
+
+@njit()
+def _unit(groups, g):
+    """First unit, unit count and first column of group g."""
+    return groups[g, FIRST_UNIT], groups[g, UNITS], groups[g, FIRST_COLUMN]
+
+
+# ------------------------------------------------------------------ LSTM
 
 
 @njit(parallel=True)
-def lstm_sequence(wx, U, h, c, out, pre, starts):
-    """The LSTM (Eq. 1) over a whole sequence, in place.
+def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols):
+    """The LSTM (Eq. 1) over a whole sequence, in place (module docstring).
 
-    wx (T, B, width): ``x_t W^T + b`` of every step (``tile.matmul_bias``), ``width``
-    = 4n rounded up to whole panels; U (4n, n) packed; h, c (B, n): the initial state
-    on entry, the final state on exit; out (T, B, n): every h_t; pre (B, width):
-    scratch; ``starts``: the row chunks, one per thread.  Gate order i, f, g, o.
+    wx (T, B, width): ``x_t W^T + b`` of every step, in the layout of ``groups``; U
+    packed in it; h, c (B, n): the initial state (c is updated in place); out (T, B, n):
+    every h_t; pre (B, width): scratch.  Gate order i, f, g, o.
     """
     T, B, width = wx.shape
-    n = h.shape[1]
-    for ci in numba.prange(starts.shape[0] - 1):
+    n, nr = h.shape[1], U.shape[-1]
+    parties = (rows.shape[0] - 1) * cols
+    for party in numba.prange(parties):
+        b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = np.empty(n * MAX_ROWS, h.dtype)
         for t in range(T):
-            for b in range(starts[ci], starts[ci + 1], MAX_ROWS):
-                rows = min(MAX_ROWS, starts[ci + 1] - b)
-                recurrent_product(h, b, rows, U, Strided(wx.reshape(-1), (t * B + b) * width, width), pre, packed)
-                for r in range(b, b + rows):
-                    _lstm_update(pre[r], c[r], h[r], out[t, r], n)
+            prev = h if t == 0 else out[t - 1]
+            for b in range(b0, b1, MAX_ROWS):
+                nb = min(MAX_ROWS, b1 - b)
+                if count > 0:
+                    pack_rows(prev, b, b + nb, packed)
+                    recurrent_product(packed, b, nb, U, c0 // nr, count,
+                                      Strided(wx.reshape(-1), (t * B + b) * width + c0, width), pre, c0)
+                for g in range(g0, g1):
+                    u0, k, cg = _unit(groups, g)
+                    for r in range(b, b + nb):
+                        _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
+            if not _meet(sync, t + 1, parties, cols):
+                break
 
 
-@njit()
-def _gru_update(x, a, h, out, n):
-    """PyTorch's GRU for one sequence: ``x`` = W x_t + b_i, ``a`` = U h + b_h (r, u, n
-    blocks); ``h <- m + u (h - m)`` with ``m = tanh(x_n + r a_n)``; h also into out."""
-    for j in range(n):
-        r = sigmoid(x[j] + a[j])
-        u = sigmoid(x[n + j] + a[n + j])
-        m = tanh(x[2 * n + j] + r * a[2 * n + j])
-        hj = m + u * (h[j] - m)
-        h[j] = hj
-        out[j] = hj
+# ------------------------------------------------------------------ GRU
 
 
 @njit(parallel=True)
-def gru_sequence(wx, U, b_h, h, out, pre, starts):
+def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols):
     """PyTorch's GRU over a whole sequence, in place.
 
-    wx (T, B, width): ``x_t W^T + b_i``; U (3n, n) packed; b_h (width,) zero-padded;
-    h (B, n): the initial state on entry, the final one on exit; out (T, B, n); pre
-    (B, width): scratch; ``starts`` as in :func:`lstm_sequence`.  Gate order r, u, n::
+    wx (T, B, width): ``x_t W^T + b_i``; U packed and b_h (width,) in the layout of
+    ``groups``; h (B, n): the initial state; out (T, B, n); pre (B, width): scratch.
+    Gate order r, u, n::
 
         r = sigmoid(wx_r + U_r h + b_hr),  u = sigmoid(wx_u + U_u h + b_hu)
         m = tanh(wx_n + r * (U_n h + b_hn)),  h <- (1 - u) * m + u * h
     """
-    T = wx.shape[0]
-    n = h.shape[1]
-    for ci in numba.prange(starts.shape[0] - 1):
+    T, B, width = wx.shape
+    n, nr = h.shape[1], U.shape[-1]
+    parties = (rows.shape[0] - 1) * cols
+    for party in numba.prange(parties):
+        b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = np.empty(n * MAX_ROWS, h.dtype)
         for t in range(T):
-            for b in range(starts[ci], starts[ci + 1], MAX_ROWS):
-                rows = min(MAX_ROWS, starts[ci + 1] - b)
-                recurrent_product(h, b, rows, U, Strided(b_h, NO_OFFSET, NO_OFFSET), pre, packed)
-                for r in range(b, b + rows):
-                    _gru_update(wx[t, r], pre[r], h[r], out[t, r], n)
+            prev = h if t == 0 else out[t - 1]
+            for b in range(b0, b1, MAX_ROWS):
+                nb = min(MAX_ROWS, b1 - b)
+                if count > 0:
+                    pack_rows(prev, b, b + nb, packed)
+                    recurrent_product(packed, b, nb, U, c0 // nr, count, Strided(b_h, c0, NO_OFFSET), pre, c0)
+                for g in range(g0, g1):
+                    u0, k, cg = _unit(groups, g)
+                    for r in range(b, b + nb):
+                        _gru_update(wx[t, r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
+                                    out[t, r, u0:u0 + k], k)
+            if not _meet(sync, t + 1, parties, cols):
+                break
 
 
-@njit()
-def _rhn_update(a, q, n):
-    """One RHN micro-step for one sequence: ``q <- q + t (h - q)`` with h = tanh(a_H),
-    t = sigmoid(a_T) (the coupled carry gate 1 - t)."""
-    for j in range(n):
-        hj = tanh(a[j])
-        tj = sigmoid(a[n + j])
-        q[j] += tj * (hj - q[j])
+# ------------------------------------------------------------------ RHN
 
 
 @njit(parallel=True)
-def rhn_sequence(wx, R, rb, q, out, pre, starts):
+def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols):
     """The RHN (Zilly et al.) over a whole sequence, in place.
 
     wx (T, B, width): ``x_t W^T + b^1`` (the first micro-step's input and bias);
-    R (L, 2n, n) packed per micro-step; rb (L, width): the micro-steps' biases,
-    zero-padded (row 0 is already in wx); q (B, n): the initial state on entry, the
-    final one on exit; out (T, B, n): q after the last micro-step of every t;
-    pre (B, width): scratch; ``starts`` as in :func:`lstm_sequence`.
+    R (L, panels, n, nr): every micro-step's matrix packed in the layout of ``groups``;
+    rb (L, width): the micro-steps' biases in it (row 0 is already in wx); q (B, n):
+    the initial state (not changed); out (T, B, n): the state after the last micro-step
+    of every t; pre (B, width): scratch; ``buffers`` (2, B, n): the states between
+    micro-steps, alternately (micro-step s of a step reads the state of s - 1 and
+    writes the other buffer; the last writes ``out[t]``).  A barrier per micro-step.
     """
     T, B, width = wx.shape
-    L, n = R.shape[0], q.shape[1]
-    for ci in numba.prange(starts.shape[0] - 1):
+    L, n, nr = R.shape[0], q.shape[1], R.shape[-1]
+    parties = (rows.shape[0] - 1) * cols
+    for party in numba.prange(parties):
+        b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = np.empty(n * MAX_ROWS, q.dtype)
+        epoch = 0
         for t in range(T):
-            for b in range(starts[ci], starts[ci + 1], MAX_ROWS):
-                rows = min(MAX_ROWS, starts[ci + 1] - b)
-                for k in range(L):
-                    if k == 0:
-                        recurrent_product(q, b, rows, R[0], Strided(wx.reshape(-1), (t * B + b) * width, width), pre,
-                                          packed)
-                    else:
-                        recurrent_product(q, b, rows, R[k], Strided(rb.reshape(-1), k * width, NO_OFFSET), pre, packed)
-                    for r in range(b, b + rows):
-                        _rhn_update(pre[r], q[r], n)
-                for r in range(b, b + rows):
-                    out[t, r] = q[r]
+            for s in range(L):
+                if s == 0:
+                    src = q if t == 0 else out[t - 1]
+                else:
+                    src = buffers[(s - 1) % 2]
+                dst = out[t] if s == L - 1 else buffers[s % 2]
+                for b in range(b0, b1, MAX_ROWS):
+                    nb = min(MAX_ROWS, b1 - b)
+                    if count > 0:
+                        if s == 0:
+                            Z = Strided(wx.reshape(-1), (t * B + b) * width + c0, width)
+                        else:
+                            Z = Strided(rb.reshape(-1), s * width + c0, NO_OFFSET)
+                        pack_rows(src, b, b + nb, packed)
+                        recurrent_product(packed, b, nb, R[s], c0 // nr, count, Z, pre, c0)
+                    for g in range(g0, g1):
+                        u0, k, cg = _unit(groups, g)
+                        for r in range(b, b + nb):
+                            _rhn_update(pre[r, cg:cg + 2 * k], src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
+                epoch += 1
+                if not _meet(sync, epoch, parties, cols):
+                    break
+            if atomic_load(sync, ABORT) != 0:
+                break
 
 
 __all__ = ["lstm_sequence", "gru_sequence", "rhn_sequence"]

@@ -6,9 +6,13 @@ register blocking: a product tile that keeps 12 accumulators of 8 lanes in the C
 registers across a whole dot-product loop needs values that *are* vectors.  This
 module gives numba such values, as LLVM's own vector types, and nothing more:
 
-- :class:`Vector`: the numba type of ``lanes(dtype)`` numbers of one float dtype
-  (32 bytes: 8 float32 or 4 float64, one AVX2 register; LLVM splits or joins them for
-  other vector widths, so the code is portable, if not tuned, beyond AVX2);
+- :data:`VECTOR_BYTES`: the width of a vector, chosen for the CPU that numba compiles
+  for (:func:`host_vector_bytes`): 64 bytes (16 float32) where it has AVX-512, 32 (one
+  AVX2 register) where it has AVX2, 16 (SSE2, every x86-64; LLVM maps it to NEON on
+  Arm) otherwise.  ``L0REF_VECTOR_BYTES=16|32|64`` in the environment overrides it (the
+  tests run every path that way: LLVM splits a vector wider than the CPU's registers
+  into several, so every width computes the same numbers anywhere, if not as fast);
+- :class:`Vector`: the numba type of ``lanes(dtype)`` numbers of one float dtype;
 - :func:`load` / :func:`store`: a vector from / to ``lanes`` consecutive elements of
   a C-contiguous array, addressed by the *flat* index of the first one (the layout
   ``tile.py`` packs its matrices in, so a kernel computes offsets like BLAS does);
@@ -25,13 +29,64 @@ No bounds are checked: the callers index within arrays whose sizes they laid out
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.core.extending import intrinsic, models, register_model
 
-#: Bytes per vector: one AVX2 register.
-VECTOR_BYTES = 32
+#: The vector widths the kernels are written for, by instruction set.
+WIDTHS = {"avx512": 64, "avx2": 32, "sse2": 16}
+#: Vector registers of each instruction set (x86-64: 16 of AVX2 or SSE, 32 of AVX-512).
+REGISTERS = {64: 32, 32: 16, 16: 16}
+ENV_VECTOR_BYTES = "L0REF_VECTOR_BYTES"
+
+
+def _target_features() -> set:
+    """The features of the CPU that numba compiles for: those of ``NUMBA_CPU_FEATURES``
+    where numba is told a CPU (none for ``NUMBA_CPU_NAME=generic``), else the host's, as
+    llvmlite reports them."""
+    from numba.core import config
+    if config.CPU_NAME is not None or config.CPU_FEATURES:    # numba compiles for a named CPU
+        return {f[1:] for f in (config.CPU_FEATURES or "").split(",") if f.startswith("+")}
+    import llvmlite.binding as llvm
+    return {name for name, on in llvm.get_host_cpu_features().items() if on}
+
+
+def host_vector_bytes(features=None) -> int:
+    """The vector width for a CPU with ``features`` (default: the compile target's):
+    64 with AVX-512 F, 32 with AVX2 and FMA, 16 otherwise."""
+    features = _target_features() if features is None else set(features)
+    if "avx512f" in features:
+        return WIDTHS["avx512"]
+    if {"avx2", "fma"} <= features:
+        return WIDTHS["avx2"]
+    return WIDTHS["sse2"]
+
+
+def _vector_bytes() -> int:
+    """:func:`host_vector_bytes`, or the environment's ``L0REF_VECTOR_BYTES``."""
+    value = os.environ.get(ENV_VECTOR_BYTES)
+    if value is None or value == "":
+        return host_vector_bytes()
+    if value not in {str(v) for v in WIDTHS.values()}:
+        raise ValueError(f"{ENV_VECTOR_BYTES}={value!r}: give one of {sorted(WIDTHS.values())} (bytes per vector)")
+    return int(value)
+
+
+#: Bytes per vector, fixed when the package is imported (see the module docstring).
+VECTOR_BYTES = _vector_bytes()
+#: Vector registers the product tile may use (``tile.py`` sizes itself by them).
+VECTOR_REGISTERS = REGISTERS[VECTOR_BYTES]
+
+
+def describe() -> str:
+    """The kernels' vector width in words, e.g. ``64-byte vectors (AVX-512): 16 float32``."""
+    isa = {v: k for k, v in WIDTHS.items()}[VECTOR_BYTES]
+    names = {"avx512": "AVX-512", "avx2": "AVX2", "sse2": "SSE2"}
+    forced = f", set by {ENV_VECTOR_BYTES}" if os.environ.get(ENV_VECTOR_BYTES) else ""
+    return f"{VECTOR_BYTES}-byte vectors ({names[isa]}{forced}): {VECTOR_BYTES // 4} float32, {VECTOR_BYTES // 8} float64"
 
 
 def lanes(dtype) -> int:
@@ -234,4 +289,4 @@ def as_type_of(typingctx, value, like):
     return like(value, like), codegen
 
 
-__all__ = ["VECTOR_BYTES", "lanes", "Vector", "load", "store", "get", "put", "lanes_of", "splat", "fma", "maximum", "lane", "pow2", "as_type_of"]
+__all__ = ["VECTOR_BYTES", "VECTOR_REGISTERS", "WIDTHS", "host_vector_bytes", "describe", "lanes", "Vector", "load", "store", "get", "put", "lanes_of", "splat", "fma", "maximum", "lane", "pow2", "as_type_of"]

@@ -6,7 +6,7 @@ import numpy as np
 
 from . import simd
 from ._jit import njit
-from .tile import matmul_rows
+from .tile import matmul_bias, matmul_rows
 from .vmath import exp
 
 
@@ -50,18 +50,25 @@ def log_softmax_row(x):
 
 
 @njit(parallel=True)
-def output_log_probs(h, P, bias, logp, starts):
+def output_log_probs(h, P, bias, logp, row_starts, panel_starts):
     """logp (N, V) = log_softmax(h @ out_W^T + out_b) for h (N, n): ``P`` is out_W
-    packed, ``bias`` zero-padded.  Each thread takes the rows ``starts[i]:starts[i +
-    1]``: their product, then their log-softmax, row by row.
+    packed, ``bias`` zero-padded; ``row_starts``, ``panel_starts``: the blocks of
+    ``tile.split``.  Split by rows only, each thread takes its rows: their product,
+    then their log-softmax, row by row; split by columns as well, the product of every
+    block first, then the log-softmax of every row (a second parallel pass).
 
     (Tried and slower here: the online softmax, which folds each pass of panels into a
     running max and sum while its columns are still in L2: the three passes over a
     row are bound by the exp, not by memory, and short slices cost calls.)"""
-    for i in numba.prange(starts.shape[0] - 1):
-        matmul_rows(h, P, bias, logp, starts[i], starts[i + 1])
-        for r in range(starts[i], starts[i + 1]):
-            log_softmax_row(logp[r])
+    if panel_starts.shape[0] == 2:
+        for i in numba.prange(row_starts.shape[0] - 1):
+            matmul_rows(h, P, bias, logp, row_starts[i], row_starts[i + 1], panel_starts[0], panel_starts[1])
+            for r in range(row_starts[i], row_starts[i + 1]):
+                log_softmax_row(logp[r])
+        return
+    matmul_bias(h, P, bias, logp, row_starts, panel_starts)
+    for r in numba.prange(logp.shape[0]):
+        log_softmax_row(logp[r])
 
 
 __all__ = ["output_log_probs", "log_softmax_row"]

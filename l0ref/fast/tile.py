@@ -1,10 +1,12 @@
 """The one product tile behind every multiply-add of the kernels, and the layouts it reads.
 
-:func:`tile` computes up to ``MAX_ROWS`` = 6 rows of the left matrix times a *panel* of
-``2 * lanes`` columns (16 in float32 on AVX2) of the right one, accumulated in 12 SIMD
-registers across the whole inner dimension and stored once (``simd.py`` gives numba the
-vector values; 12 accumulators, 2 weight loads and 6 broadcasts per 12 fused
-multiply-adds keep both FMA units of an AVX2 core busy).  Its operands are named
+:func:`tile` computes up to ``MAX_ROWS`` rows of the left matrix times a *panel* of
+``2 * lanes`` columns (16 in float32 on AVX2, 32 on AVX-512) of the right one,
+accumulated in SIMD registers across the whole inner dimension and stored once
+(``simd.py`` gives numba the vector values).  The tile's height follows the registers
+there are: 6 rows (12 accumulators, 2 weight loads and 6 broadcasts per 12 fused
+multiply-adds, of AVX2's 16 registers) or 12 (24 accumulators of AVX-512's 32, so that
+a batch of 10 rows reads each weight once per step).  Its operands are named
 tuples of a flat array and offsets into it, as BLAS takes them:
 
 - :class:`Packed`, the left rows interleaved by :func:`pack_rows`: element i of row r at
@@ -32,9 +34,10 @@ import numpy as np
 from . import simd
 from ._jit import njit
 
-#: Rows of a product tile: 6 rows x 2 vectors = 12 accumulators, plus the two weight
-#: vectors and a broadcast, of the 16 vector registers of AVX2.
-MAX_ROWS = 6
+#: Rows of a product tile, from the vector registers there are: 6 rows x 2 vectors = 12
+#: accumulators, plus the two weight vectors and a broadcast, of the 16 registers of
+#: AVX2 (and SSE); 12 rows = 24 accumulators + 3 of the 32 of AVX-512.
+MAX_ROWS = 12 if simd.VECTOR_REGISTERS >= 32 else 6
 
 #: Zero offsets and strides are passed as ``NO_OFFSET``, an int64, not as a literal 0:
 #: numba compiles a function anew for every literal constant an argument is called
@@ -59,62 +62,106 @@ def tile(rows, A, B, Z, C, cols):
 
     Per panel, the 2 x rows accumulators stay in registers for the whole inner
     dimension; per input i: two weight vectors, then per row a broadcast of ``A_r[i]``
-    and two fused multiply-adds.  The six rows are written out one by one: each row's
-    accumulators must be variables of their own (registers), which a loop over an
-    array of them would put in memory.
+    and two fused multiply-adds.  The rows are written out one by one (up to 12, the
+    AVX-512 tile): each row's accumulators must be variables of their own (registers),
+    which a loop over an array of them would put in memory.
     """
     P, a, k = B.data, A.start, B.depth
     X, Zd, ldz = A.data, Z.data, Z.stride
     w = simd.lanes_of(P)
     for j in range(B.count):
         pj, zj, cj = B.start + 2 * w * k * j, Z.start + 2 * w * j, C.start + 2 * w * j
-        s00 = simd.load(Zd, zj)
-        s01 = simd.load(Zd, zj + w)
-        s10, s11, s20, s21, s30, s31, s40, s41, s50, s51 = s00, s01, s00, s01, s00, s01, s00, s01, s00, s01
+        s0_0 = simd.load(Zd, zj)
+        s0_1 = simd.load(Zd, zj + w)
+        # the rows that are not there keep these and are never stored
+        s1_0 = s2_0 = s3_0 = s4_0 = s5_0 = s6_0 = s7_0 = s8_0 = s9_0 = s10_0 = s11_0 = s0_0
+        s1_1 = s2_1 = s3_1 = s4_1 = s5_1 = s6_1 = s7_1 = s8_1 = s9_1 = s10_1 = s11_1 = s0_1
         if rows > 1:
-            s10, s11 = simd.load(Zd, zj + ldz), simd.load(Zd, zj + ldz + w)
+            s1_0, s1_1 = simd.load(Zd, zj + ldz), simd.load(Zd, zj + ldz + w)
         if rows > 2:
-            s20, s21 = simd.load(Zd, zj + 2 * ldz), simd.load(Zd, zj + 2 * ldz + w)
+            s2_0, s2_1 = simd.load(Zd, zj + 2 * ldz), simd.load(Zd, zj + 2 * ldz + w)
         if rows > 3:
-            s30, s31 = simd.load(Zd, zj + 3 * ldz), simd.load(Zd, zj + 3 * ldz + w)
+            s3_0, s3_1 = simd.load(Zd, zj + 3 * ldz), simd.load(Zd, zj + 3 * ldz + w)
         if rows > 4:
-            s40, s41 = simd.load(Zd, zj + 4 * ldz), simd.load(Zd, zj + 4 * ldz + w)
+            s4_0, s4_1 = simd.load(Zd, zj + 4 * ldz), simd.load(Zd, zj + 4 * ldz + w)
         if rows > 5:
-            s50, s51 = simd.load(Zd, zj + 5 * ldz), simd.load(Zd, zj + 5 * ldz + w)
+            s5_0, s5_1 = simd.load(Zd, zj + 5 * ldz), simd.load(Zd, zj + 5 * ldz + w)
+        if rows > 6:
+            s6_0, s6_1 = simd.load(Zd, zj + 6 * ldz), simd.load(Zd, zj + 6 * ldz + w)
+        if rows > 7:
+            s7_0, s7_1 = simd.load(Zd, zj + 7 * ldz), simd.load(Zd, zj + 7 * ldz + w)
+        if rows > 8:
+            s8_0, s8_1 = simd.load(Zd, zj + 8 * ldz), simd.load(Zd, zj + 8 * ldz + w)
+        if rows > 9:
+            s9_0, s9_1 = simd.load(Zd, zj + 9 * ldz), simd.load(Zd, zj + 9 * ldz + w)
+        if rows > 10:
+            s10_0, s10_1 = simd.load(Zd, zj + 10 * ldz), simd.load(Zd, zj + 10 * ldz + w)
+        if rows > 11:
+            s11_0, s11_1 = simd.load(Zd, zj + 11 * ldz), simd.load(Zd, zj + 11 * ldz + w)
         for i in range(k):
             u0 = simd.load(P, pj + 2 * w * i)
             u1 = simd.load(P, pj + 2 * w * i + w)
             ai = a + MAX_ROWS * i
             x = simd.splat(simd.get(X, ai))
-            s00, s01 = simd.fma(x, u0, s00), simd.fma(x, u1, s01)
+            s0_0, s0_1 = simd.fma(x, u0, s0_0), simd.fma(x, u1, s0_1)
             if rows > 1:
                 x = simd.splat(simd.get(X, ai + 1))
-                s10, s11 = simd.fma(x, u0, s10), simd.fma(x, u1, s11)
+                s1_0, s1_1 = simd.fma(x, u0, s1_0), simd.fma(x, u1, s1_1)
             if rows > 2:
                 x = simd.splat(simd.get(X, ai + 2))
-                s20, s21 = simd.fma(x, u0, s20), simd.fma(x, u1, s21)
+                s2_0, s2_1 = simd.fma(x, u0, s2_0), simd.fma(x, u1, s2_1)
             if rows > 3:
                 x = simd.splat(simd.get(X, ai + 3))
-                s30, s31 = simd.fma(x, u0, s30), simd.fma(x, u1, s31)
+                s3_0, s3_1 = simd.fma(x, u0, s3_0), simd.fma(x, u1, s3_1)
             if rows > 4:
                 x = simd.splat(simd.get(X, ai + 4))
-                s40, s41 = simd.fma(x, u0, s40), simd.fma(x, u1, s41)
+                s4_0, s4_1 = simd.fma(x, u0, s4_0), simd.fma(x, u1, s4_1)
             if rows > 5:
                 x = simd.splat(simd.get(X, ai + 5))
-                s50, s51 = simd.fma(x, u0, s50), simd.fma(x, u1, s51)
+                s5_0, s5_1 = simd.fma(x, u0, s5_0), simd.fma(x, u1, s5_1)
+            if rows > 6:
+                x = simd.splat(simd.get(X, ai + 6))
+                s6_0, s6_1 = simd.fma(x, u0, s6_0), simd.fma(x, u1, s6_1)
+            if rows > 7:
+                x = simd.splat(simd.get(X, ai + 7))
+                s7_0, s7_1 = simd.fma(x, u0, s7_0), simd.fma(x, u1, s7_1)
+            if rows > 8:
+                x = simd.splat(simd.get(X, ai + 8))
+                s8_0, s8_1 = simd.fma(x, u0, s8_0), simd.fma(x, u1, s8_1)
+            if rows > 9:
+                x = simd.splat(simd.get(X, ai + 9))
+                s9_0, s9_1 = simd.fma(x, u0, s9_0), simd.fma(x, u1, s9_1)
+            if rows > 10:
+                x = simd.splat(simd.get(X, ai + 10))
+                s10_0, s10_1 = simd.fma(x, u0, s10_0), simd.fma(x, u1, s10_1)
+            if rows > 11:
+                x = simd.splat(simd.get(X, ai + 11))
+                s11_0, s11_1 = simd.fma(x, u0, s11_0), simd.fma(x, u1, s11_1)
         width = min(2 * w, cols - 2 * w * j)
         Cd, ldc = C.data, C.stride
-        _store_row(Cd, cj, s00, s01, width)
+        _store_row(Cd, cj, s0_0, s0_1, width)
         if rows > 1:
-            _store_row(Cd, cj + ldc, s10, s11, width)
+            _store_row(Cd, cj + ldc, s1_0, s1_1, width)
         if rows > 2:
-            _store_row(Cd, cj + 2 * ldc, s20, s21, width)
+            _store_row(Cd, cj + 2 * ldc, s2_0, s2_1, width)
         if rows > 3:
-            _store_row(Cd, cj + 3 * ldc, s30, s31, width)
+            _store_row(Cd, cj + 3 * ldc, s3_0, s3_1, width)
         if rows > 4:
-            _store_row(Cd, cj + 4 * ldc, s40, s41, width)
+            _store_row(Cd, cj + 4 * ldc, s4_0, s4_1, width)
         if rows > 5:
-            _store_row(Cd, cj + 5 * ldc, s50, s51, width)
+            _store_row(Cd, cj + 5 * ldc, s5_0, s5_1, width)
+        if rows > 6:
+            _store_row(Cd, cj + 6 * ldc, s6_0, s6_1, width)
+        if rows > 7:
+            _store_row(Cd, cj + 7 * ldc, s7_0, s7_1, width)
+        if rows > 8:
+            _store_row(Cd, cj + 8 * ldc, s8_0, s8_1, width)
+        if rows > 9:
+            _store_row(Cd, cj + 9 * ldc, s9_0, s9_1, width)
+        if rows > 10:
+            _store_row(Cd, cj + 10 * ldc, s10_0, s10_1, width)
+        if rows > 11:
+            _store_row(Cd, cj + 11 * ldc, s11_0, s11_1, width)
 
 
 @njit()
@@ -133,8 +180,8 @@ def _store_row(C, c, v0, v1, cols):
 
 
 @njit()
-def tile_rows(rows, A, B, Z, C, cols):
-    """:func:`tile` for a row count known at run time: the call with the count as a
+def _tile_rows_6(rows, A, B, Z, C, cols):
+    """:func:`tile` for 1 to 6 rows known at run time: the call with the count as a
     constant, so that the compiler drops the code for the rows that are not there."""
     if rows >= 6:
         tile(6, A, B, Z, C, cols)
@@ -151,10 +198,36 @@ def tile_rows(rows, A, B, Z, C, cols):
 
 
 @njit()
+def _tile_rows_12(rows, A, B, Z, C, cols):
+    """:func:`_tile_rows_6` for 1 to 12 rows (the AVX-512 tile).  (Tried: tiles of 1, 2,
+    4, 8 and 12 rows only, the count rounded up with rows of zeros, to compile fewer:
+    47 s against 55 s for a first run, but a thread's 5 rows then cost 8.)"""
+    if rows >= 12:
+        tile(12, A, B, Z, C, cols)
+    elif rows == 11:
+        tile(11, A, B, Z, C, cols)
+    elif rows == 10:
+        tile(10, A, B, Z, C, cols)
+    elif rows == 9:
+        tile(9, A, B, Z, C, cols)
+    elif rows == 8:
+        tile(8, A, B, Z, C, cols)
+    elif rows == 7:
+        tile(7, A, B, Z, C, cols)
+    else:
+        _tile_rows_6(rows, A, B, Z, C, cols)
+
+
+#: :func:`tile` for up to ``MAX_ROWS`` rows known at run time (chosen here, so that a
+#: 6-row machine never compiles the wider tiles).
+tile_rows = _tile_rows_12 if MAX_ROWS == 12 else _tile_rows_6
+
+
+@njit()
 def pack_rows(X, r0, r1, out):
     """The rows r0 <= r < r1 of X (N, k), in blocks of ``MAX_ROWS``, interleaved
     for :func:`tile`: element i of row r0 + MAX_ROWS j + r goes to
-    ``out.flat[MAX_ROWS (k j + i) + r]``; out holds at least that many numbers."""
+    ``out.flat[MAX_ROWS (k j + i) + r]``; out holds ``MAX_ROWS k`` numbers per block."""
     k = X.shape[-1]
     for b in range(r0, r1, MAX_ROWS):
         rows = min(MAX_ROWS, r1 - b)
@@ -165,46 +238,49 @@ def pack_rows(X, r0, r1, out):
 
 
 @njit()
-def matmul_rows(A, P, bias, C, r0, r1):
-    """``C[r] = A[r] @ B + bias`` for the rows r0 <= r < r1 of A (N, k) and C (N, cols):
-    ``P`` (panels, k, 2 lanes) is B (k, cols) packed by :func:`pack_panels`, ``bias``
-    (panels * 2 lanes,) zero-padded.  The rows are packed once (:func:`pack_rows`);
-    then, ``PASS_BYTES`` of panels at a time, every block of ``MAX_ROWS`` rows times
-    those panels."""
+def matmul_rows(A, P, bias, C, r0, r1, q0, q1):
+    """``C[r] = A[r] @ B + bias`` for the rows r0 <= r < r1 of A (N, k) and C (N, cols),
+    in the columns of the panels q0 <= q < q1: ``P`` (panels, k, 2 lanes) is B (k, cols)
+    packed by :func:`pack_panels`, ``bias`` (panels * 2 lanes,) zero-padded.  The rows
+    are packed once (:func:`pack_rows`); then, ``PASS_BYTES`` of panels at a time, every
+    block of ``MAX_ROWS`` rows times those panels."""
     k, cols = A.shape[-1], C.shape[-1]
-    count, nr = P.shape[0], P.shape[-1]
+    nr = P.shape[-1]
     blocks = -(-(r1 - r0) // MAX_ROWS)
     packed = np.empty(blocks * MAX_ROWS * k, A.dtype)
     pack_rows(A, r0, r1, packed)
     p, c = P.reshape(-1), C.reshape(-1)
     per_pass = max(1, PASS_BYTES // max(1, k * nr * P.itemsize))
-    for q in range(0, count, per_pass):
-        panels = min(per_pass, count - q)
+    for q in range(q0, q1, per_pass):
+        panels = min(per_pass, q1 - q)
         for j in range(blocks):
             r = r0 + MAX_ROWS * j
             tile_rows(min(MAX_ROWS, r1 - r), Packed(packed, MAX_ROWS * k * j), Panels(p, q * k * nr, panels, k),
-                      Strided(bias, q * nr, NO_OFFSET), Strided(c, r * cols + q * nr, cols), cols - q * nr)
+                      Strided(bias, q * nr, NO_OFFSET), Strided(c, r * cols + q * nr, cols),
+                      min(panels * nr, cols - q * nr))
 
 
 @njit(parallel=True)
-def matmul_bias(A, P, bias, C, starts):
-    """C = A @ B + bias (see :func:`matmul_rows`), rows split among the threads:
-    chunk i is rows ``starts[i]:starts[i + 1]``."""
-    for i in numba.prange(starts.shape[0] - 1):
-        matmul_rows(A, P, bias, C, starts[i], starts[i + 1])
+def matmul_bias(A, P, bias, C, row_starts, panel_starts):
+    """C = A @ B + bias (see :func:`matmul_rows`) in blocks of rows times panels, one
+    per thread (:func:`split`): block (i, j) is rows ``row_starts[i]:row_starts[i + 1]``
+    times panels ``panel_starts[j]:panel_starts[j + 1]``."""
+    nc = panel_starts.shape[0] - 1
+    for task in numba.prange((row_starts.shape[0] - 1) * nc):
+        i, j = task // nc, task % nc
+        matmul_rows(A, P, bias, C, row_starts[i], row_starts[i + 1], panel_starts[j], panel_starts[j + 1])
 
 
 @njit()
-def recurrent_product(h, b0, rows, P, Z, pre, packed):
-    """``pre[b] = Z_b + h[b] @ U^T`` for the ``rows`` (<= ``MAX_ROWS``) rows from b0 of
-    h (B, n): ``P`` is U (G n, n) packed, pre (B, panels * 2 lanes), Z a
-    :class:`Strided` (its row b - b0 is what row b adds: a bias row with stride 0, or
-    the input projection of the step); ``packed`` (n * MAX_ROWS,): scratch for the rows
-    of h interleaved."""
-    n, width = h.shape[1], pre.shape[1]
-    pack_rows(h, b0, b0 + rows, packed)
-    tile_rows(rows, Packed(packed, NO_OFFSET), Panels(P.reshape(-1), NO_OFFSET, P.shape[0], n), Z,
-              Strided(pre.reshape(-1), b0 * width, width), width)
+def recurrent_product(packed, b0, rows, P, p0, count, Z, pre, c0):
+    """``pre[b, c0 : c0 + count nr] = Z_b + h[b] @ U^T`` for the ``rows`` (<= ``MAX_ROWS``)
+    rows from b0 of h, interleaved into ``packed`` by :func:`pack_rows`, and the
+    ``count`` panels from ``p0`` of ``P`` (U (G n, n) packed: panels, n, nr).  pre
+    (B, width); Z a :class:`Strided` (its row b - b0 is what row b adds: a bias row
+    with stride 0, or the input projection of the step)."""
+    n, nr, width = P.shape[1], P.shape[-1], pre.shape[1]
+    tile_rows(rows, Packed(packed, NO_OFFSET), Panels(P.reshape(-1), p0 * n * nr, count, n), Z,
+              Strided(pre.reshape(-1), b0 * width + c0, width), count * nr)
 
 
 def panel_width(dtype) -> int:
@@ -235,14 +311,31 @@ def pad_panels(b: np.ndarray, dtype) -> np.ndarray:
     return out
 
 
-def chunks(rows: int, multiple: int = 1) -> np.ndarray:
-    """Boundaries of row chunks, one per numba thread (at most ``rows`` chunks), each
-    a multiple of ``multiple`` rows but the last."""
-    threads = max(1, min(rows, numba.get_num_threads()))
+def chunks(rows: int, multiple: int = 1, parts: int | None = None) -> np.ndarray:
+    """Boundaries of ``parts`` (default: one per numba thread) chunks of ``rows`` (at most
+    ``rows`` chunks), each a multiple of ``multiple`` rows but the last."""
+    parts = numba.get_num_threads() if parts is None else parts
+    threads = max(1, min(rows, parts))
     step = -(-rows // threads)
     step = -(-step // multiple) * multiple
     return np.array(sorted({*range(0, rows, step), rows}), np.int64)
 
 
+def split(rows: int, panels: int, nr: int) -> tuple[np.ndarray, np.ndarray]:
+    """How the threads share a product of ``rows`` rows and ``panels`` panels of ``nr``
+    columns: ``(row_starts, panel_starts)`` for :func:`matmul_bias`.
+
+    Split by rows, every thread reads the whole right matrix; split by columns, the whole
+    left one.  So a product wider than it is tall (the softmax: 300 rows, 10,000 columns;
+    the input projections of a batch) is split by columns, one panel range per thread
+    (and by rows as well when there are fewer panels than threads); a tall one by rows."""
+    threads = numba.get_num_threads()
+    if threads == 1 or panels * nr < rows or panels < 2:
+        return chunks(rows, MAX_ROWS, threads), np.array([0, panels], np.int64)
+    parts = min(threads, panels)
+    return chunks(rows, MAX_ROWS, max(1, threads // parts)), chunks(panels, 1, parts)
+
+
 __all__ = ["MAX_ROWS", "NO_OFFSET", "PASS_BYTES", "Packed", "Panels", "Strided", "tile", "tile_rows", "pack_rows",
-           "matmul_rows", "matmul_bias", "recurrent_product", "panel_width", "pack_panels", "pad_panels", "chunks"]
+           "matmul_rows", "matmul_bias", "recurrent_product", "panel_width", "pack_panels", "pad_panels", "chunks",
+           "split"]
