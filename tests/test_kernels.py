@@ -188,6 +188,40 @@ def test_matmul_bias_equals_numpy(dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("seed", range(4))
+def test_output_log_probs_in_every_split_equals_the_reference(dtype, seed):
+    """The softmax layer split by rows (product and log-softmax row by row) and by
+    columns (each block's partial max and sum of exponentials, combined): the reference's
+    log-softmax, for vocabularies around the panel width, logits up to 30."""
+    rng = np.random.default_rng(seed)
+    N, n, V = int(rng.integers(1, 30)), int(rng.integers(1, 20)), int(rng.choice([1, 7, 33, 100, 257]))
+    h = rng.uniform(-1, 1, (N, n)).astype(dtype)
+    W = rng.uniform(-3, 3, (V, n)).astype(dtype)
+    b = rng.uniform(-1, 1, V).astype(dtype)
+    ref = model.log_softmax(h.astype(np.float64) @ W.T.astype(np.float64) + b).astype(dtype)
+    P, bias = fast.tile.pack_panels(W, dtype), fast.tile.pad_panels(b, dtype)
+    panels = P.shape[0]
+    for rows in ([0, N], sorted({0, min(N, 7), N})):
+        for cuts in ([0, panels], fast.tile.even(panels, 2).tolist(), list(range(panels + 1))):
+            got = np.full((N, V), np.nan, dtype)
+            fast.softmax.output_log_probs(h, P, bias, got, np.array(rows, np.int64), np.array(cuts, np.int64))
+            assert_close(got, ref, RTOL[dtype], f"(N, n, V) = {(N, n, V)}, rows {rows}, panels {cuts}")
+
+
+def test_split_shapes_its_blocks_like_the_product():
+    """``tile.split``: as many blocks as threads at most, square-ish in cost: a wide product
+    by columns, a tall one by rows, every block non-empty."""
+    for threads, rows, panels, want in ((16, 300, 313, (1, 16)), (16, 300, 37, (2, 8)), (16, 5000, 4, (16, 1)),
+                                        (2, 300, 313, (1, 2)), (1, 300, 313, (1, 1)), (16, 10, 2, (1, 2))):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(fast.tile.numba, "get_num_threads", lambda t=threads: t)
+            r, c = fast.tile.split(rows, panels, 32)
+        assert (len(r) - 1, len(c) - 1) == want, (threads, rows, panels)
+        assert r[0] == 0 and r[-1] == rows and c[0] == 0 and c[-1] == panels
+        assert (np.diff(r) > 0).all() and (np.diff(c) > 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_pack_panels_layout(dtype):
     """``panels[q, i, j] = M[q nr + j, i]``, zero beyond M's rows; biases zero-padded alike."""
     M = np.arange(1, 1 + 21 * 5, dtype=dtype).reshape(21, 5)

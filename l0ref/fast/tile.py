@@ -26,6 +26,7 @@ one time step.
 """
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 
 import numba
@@ -321,21 +322,30 @@ def chunks(rows: int, multiple: int = 1, parts: int | None = None) -> np.ndarray
     return np.array(sorted({*range(0, rows, step), rows}), np.int64)
 
 
+def even(count: int, parts: int) -> np.ndarray:
+    """Boundaries of ``parts`` (at most ``count``) nearly equal ranges of ``count`` items."""
+    parts = max(1, min(count, parts))
+    return np.array([i * count // parts for i in range(parts + 1)], np.int64)
+
+
 def split(rows: int, panels: int, nr: int) -> tuple[np.ndarray, np.ndarray]:
     """How the threads share a product of ``rows`` rows and ``panels`` panels of ``nr``
-    columns: ``(row_starts, panel_starts)`` for :func:`matmul_bias`.
+    columns: ``(row_starts, panel_starts)`` for :func:`matmul_bias`, a grid of
+    ``rp x cp`` blocks, one per thread.
 
-    Split by rows, every thread reads the whole right matrix; split by columns, the whole
-    left one.  So a product wider than it is tall (the softmax: 300 rows, 10,000 columns;
-    the input projections of a batch) is split by columns, one panel range per thread
-    (and by rows as well when there are fewer panels than threads); a tall one by rows."""
+    A thread packs the rows of its block of the left matrix and reads the panels of its
+    block of the right one, ``rows / rp + columns / cp`` per inner index; for ``rp cp =
+    threads`` that is least where ``rp / cp = rows / columns``.  So the softmax product
+    (300 rows, 10,000 columns) is split by columns alone, the input projection of a
+    compact layer (300 x 1,184) into 2 x 8 on 16 threads, and a tall product by rows."""
     threads = numba.get_num_threads()
-    if threads == 1 or panels * nr < rows or panels < 2:
-        return chunks(rows, MAX_ROWS, threads), np.array([0, panels], np.int64)
-    parts = min(threads, panels)
-    return chunks(rows, MAX_ROWS, max(1, threads // parts)), chunks(panels, 1, parts)
+    cols = panels * nr
+    rp = int(round(math.sqrt(threads * rows / max(cols, 1))))
+    rp = max(1, min(threads, rp, -(-rows // MAX_ROWS)))
+    cp = max(1, min(panels, threads // rp))
+    return chunks(rows, MAX_ROWS, rp), even(panels, cp)
 
 
 __all__ = ["MAX_ROWS", "NO_OFFSET", "PASS_BYTES", "Packed", "Panels", "Strided", "tile", "tile_rows", "pack_rows",
            "matmul_rows", "matmul_bias", "recurrent_product", "panel_width", "pack_panels", "pad_panels", "chunks",
-           "split"]
+           "even", "split"]
