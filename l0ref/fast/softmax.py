@@ -52,27 +52,28 @@ def log_softmax_row(x):
 @njit()
 def _block_partials(logp, r0, r1, c0, c1, j, top, total):
     """For the rows r0 <= r < r1 and the columns c0 <= c < c1 (a block of the product,
-    still in this thread's cache): ``top[r, j]`` = their max, ``total[r, j]`` = the sum
-    of ``exp(x - top)``."""
+    still in this thread's cache): ``top[j, r]`` = their max, ``total[j, r]`` = the sum
+    of ``exp(x - top)``.  (Indexed block first: the threads of one row range write
+    rows of their own, not neighbouring numbers of one cache line.)"""
     for r in range(r0, r1):
         x = logp[r, c0:c1]
         m = _row_max(x)
-        top[r, j] = m
-        total[r, j] = _sum_exp(x, m)
+        top[j, r] = m
+        total[j, r] = _sum_exp(x, m)
 
 
 @njit()
 def _block_subtract(logp, r0, r1, c0, c1, top, total):
     """``logp[r, c0:c1] -= max + log(sum exp(x - max))`` of the whole row r, from the
-    blocks' partial maxima and sums: ``M = max_j top[r, j]``, ``sum_j total[r, j]
-    exp(top[r, j] - M)``."""
+    blocks' partial maxima and sums: ``M = max_j top[j, r]``, ``sum_j total[j, r]
+    exp(top[j, r] - M)``."""
     for r in range(r0, r1):
-        m = top[r, 0]
-        for j in range(1, top.shape[1]):
-            m = max(m, top[r, j])
-        acc = total[r, 0] - total[r, 0]
-        for j in range(top.shape[1]):
-            acc += total[r, j] * np.exp(top[r, j] - m)
+        m = top[0, r]
+        for j in range(1, top.shape[0]):
+            m = max(m, top[j, r])
+        acc = total[0, r] - total[0, r]
+        for j in range(top.shape[0]):
+            acc += total[j, r] * np.exp(top[j, r] - m)
         shift = m + np.log(acc)
         for c in range(c0, c1):
             logp[r, c] -= shift
@@ -100,8 +101,8 @@ def output_log_probs(h, P, bias, logp, row_starts, panel_starts):
         return
     N, V = logp.shape
     nr, nc = P.shape[-1], panel_starts.shape[0] - 1
-    top = np.empty((N, nc), logp.dtype)
-    total = np.empty((N, nc), logp.dtype)
+    top = np.empty((nc, N), logp.dtype)
+    total = np.empty((nc, N), logp.dtype)
     for task in numba.prange((row_starts.shape[0] - 1) * nc):
         i, j = task // nc, task % nc
         r0, r1, q0, q1 = row_starts[i], row_starts[i + 1], panel_starts[j], panel_starts[j + 1]
