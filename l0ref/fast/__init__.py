@@ -1,11 +1,17 @@
 """Dense numba inference for compact models (``docs/design.md`` section 5), split by job:
 
-- ``simd.py``: LLVM's vector types for numba (load, store, broadcast, fma, max, 2**k);
+- ``simd.py``: LLVM's vector types for numba (load, store, broadcast, fma, max, 2**k),
+  64, 32 or 16 bytes wide as the CPU allows (AVX-512, AVX2, SSE2);
 - ``vmath.py``: a vectorizable exp, and the sigmoid and tanh on it (within 4 ulp);
-- ``tile.py``: the one register-blocked product tile every multiply-add goes through,
-  the packed layouts it reads, and the matrix products built on it;
-- ``recurrences.py``: the LSTM, GRU and RHN over a whole sequence, gate math fused;
-- ``softmax.py``: the softmax product and the log-softmax in one parallel pass;
+- ``tile.py``: the one register-blocked product tile every multiply-add goes through
+  (12 or 6 rows, as the registers allow), the packed layouts it reads, and the matrix
+  products built on it, split among the threads in blocks of rows x columns;
+- ``layout.py``: the gate columns of a layer in unit groups, one per thread;
+- ``sync.py``: the barrier of the threads that split a recurrence by columns;
+- ``recurrences.py``: the LSTM, GRU and RHN over a whole sequence, gate math fused,
+  the threads by rows of the batch or by unit groups (``docs/wide.md``);
+- ``softmax.py``: the softmax product and the log-softmax, in one parallel pass or,
+  split by columns, with per-block maxima and sums;
 - ``driver.py``: :func:`prepare` (lay a model out once), :func:`run`, :func:`log_probs`,
   and the table of cells that have a kernel;
 - ``_jit.py``: the compile flags and a disk cache keyed on every file of this folder.
