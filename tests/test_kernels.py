@@ -380,7 +380,7 @@ def test_auto_splits_by_columns_when_the_batch_is_small():
     assert cols == 1 and rows.tolist() == [0, 10]
 
 
-def test_a_barrier_that_times_out_falls_back_to_rows():
+def test_a_barrier_that_times_out_falls_back_to_rows(monkeypatch):
     """Should a barrier give up (``sync.wait``), the layer runs again split by rows and
     the results are the reference's: here every barrier finds the abort flag raised."""
     config, params, tokens, state0 = random_problem("lstm", 8, np.float64, sizes=(6, (20, 7)))
@@ -391,13 +391,8 @@ def test_a_barrier_that_times_out_falls_back_to_rows():
         made.append(np.array([0, 1 if len(made) % 2 == 0 else 0], np.int64))  # the first of each layer aborts
         return made[-1]
 
-    fast.run(prepared, tokens, state0, schedule="columns")       # compiled before the patch
-    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(fast.driver, "new_sync", sync)
-    try:
-        got, finals = fast.run(prepared, tokens, state0, schedule="columns")
-    finally:
-        monkeypatch.undo()
+    got, finals = fast.run(prepared, tokens, state0, schedule="columns")
     ref, ref_finals = model.log_probs(config, params, tokens, state0=state0)
     assert len(made) == 4, "each layer: an aborted run, then one more"
     assert_close(got, ref, RTOL[np.float64], "after the fallback")

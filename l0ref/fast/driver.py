@@ -238,7 +238,7 @@ def run_layer(cell: str, q: dict, x: np.ndarray, state0=None, schedule: str = "a
     if aborted(sync):                                            # a barrier timed out: again, by rows
         states = backup
         kernel.run(q, wx, states, out, pre, new_sync(), *recurrence_split(B, 1, "rows", threads))
-    return out, _final_states(cell, states, out, T)
+    return out, _final_states(states, out, T)
 
 
 def _initial_states(state0, names, B, n, dtype) -> list:
@@ -259,13 +259,11 @@ def _initial_states(state0, names, B, n, dtype) -> list:
     return out
 
 
-def _final_states(cell: str, states: list, out: np.ndarray, T: int):
-    """The final state in the cell's own form: h (and the LSTM's c, updated in place)
-    from the outputs of the last step (RHN: q is the output)."""
+def _final_states(states: list, out: np.ndarray, T: int):
+    """The final state in the cell's own form: h, from the outputs of the last step (the
+    RHN's q is its output), and the LSTM's c (updated in place) as ``(h, c)``."""
     h = out[T - 1].copy()
-    if cell == "lstm":
-        return (h, states[1])
-    return h
+    return (h, *states[1:]) if len(states) > 1 else h
 
 
 def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
