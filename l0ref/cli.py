@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import gates as gates_mod
 from . import checkpoint as ckpt
 from . import data as data_mod
 from . import models
@@ -95,12 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--hidden", type=int, nargs="+", default=None,
                    help=f"hidden size per layer (default {' '.join(map(str, DEFAULT_MODEL['hidden']))})")
     m.add_argument("--depth", type=int, default=None, help="RHN recurrence depth (default 10)")
+    m.add_argument("--gates", default=None, metavar="FAMILIES",
+                   help="gate families, comma-separated: neurons (Wen et al.; always there), preact (one gate per "
+                   "gate preactivation and unit), weights (one per recurrent weight), vocab (one per word of the "
+                   "embedding) -- the last three Lobacheva et al.'s, with L0 gates (default neurons)")
     o = t.add_argument_group("training")
     o.add_argument("--lam1", type=_floats("lam1"), nargs="+", default=None,
                    help="input-gate penalty per layer, in units of 0.08/N (N = training tokens); one value "
                    f"for all layers or one per layer (default {d.lam1[0]:g})")
     o.add_argument("--lam2", type=_floats("lam2"), nargs="+", default=None,
                    help=f"hidden-gate penalty per layer, in units of 0.08/N (default {d.lam2[0]:g})")
+    o.add_argument("--lam-vocab", type=_floats("lam-vocab"), default=None,
+                   help=f"with vocab gates: penalty on the embedding's expected nonzero entries, in units of 0.08/N "
+                   f"(default {d.lam_vocab:g})")
+    o.add_argument("--lam-preact", type=_floats("lam-preact"), nargs="+", default=None,
+                   help="with preact gates: an extra push, per layer, on their own count (Louizos et al.'s L0), "
+                   f"in units of 0.08/N (default {d.lam_preact[0]:g})")
+    o.add_argument("--lam-weights", type=_floats("lam-weights"), nargs="+", default=None,
+                   help=f"with weights gates: the same for the weight gates (default {d.lam_weights[0]:g})")
     o.add_argument("--target-macs", type=_floats("target-macs"), default=None, metavar="F",
                    help="ask for a size, not a lambda: end with a compact model of this fraction of the "
                    "multiply-adds per token (0 < F < 1); a Lagrangian controller replaces --lam1/--lam2")
@@ -258,12 +271,13 @@ def _say(*parts) -> None:
 RESUME_FIXED = ("cell", "emb", "hidden", "depth", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay",
                 "lr_decay_start", "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale",
                 "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab", "target_macs",
-                "target_params", "target_warmup", "target_lr", "target_lam2")
+                "target_params", "target_warmup", "target_lr", "target_lam2", "gates", "lam_vocab", "lam_preact",
+                "lam_weights")
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
                 "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
                 "eval_every", "seed", "dtype", "lam1", "lam2", "target_macs", "target_params", "target_warmup",
-                "target_lr", "target_lam2")
+                "target_lr", "target_lam2", "lam_vocab", "lam_preact", "lam_weights")
 
 
 def _train_config(args) -> train_mod.TrainConfig:
@@ -272,6 +286,9 @@ def _train_config(args) -> train_mod.TrainConfig:
     targeted = any(k in given for k in ("target_macs", "target_params"))
     if targeted and any(k in given for k in ("lam1", "lam2")):
         raise UsageError("a size target (--target-macs, --target-params) replaces --lam1/--lam2: give one or the other")
+    if targeted and getattr(args, "gates", None) and gates_mod.canonical_families(args.gates) != ("neurons",):
+        raise UsageError("a size target works with the neuron gates alone (--gates neurons); give lambdas for "
+                         "the other gate families")
     if not targeted and any(k in given for k in ("target_warmup", "target_lr", "target_lam2")):
         raise UsageError("--target-warmup, --target-lr and --target-lam2 apply with --target-macs or --target-params")
     kw = dict(DEMO_DEFAULTS)
@@ -297,7 +314,12 @@ def _model_spec(args) -> dict:
     elif args.depth is not None:
         deep = " or ".join(c for c in sorted(CELLS) if "depth" in CELLS[c].OPTIONS)
         raise UsageError(f"--depth applies to --cell {deep} only")
-    return {"cell": cell, "emb_size": emb, "hidden_sizes": tuple(hidden), "cell_options": options}
+    try:
+        families = gates_mod.canonical_families(args.gates if args.gates is not None else "neurons")
+    except ValueError as e:
+        raise UsageError(f"--gates {args.gates}: {e}") from None
+    return {"cell": cell, "emb_size": emb, "hidden_sizes": tuple(hidden), "cell_options": options,
+            "gate_families": families}
 
 
 def cmd_train(args) -> int:
@@ -361,6 +383,9 @@ def cmd_compact(args) -> int:
     tokens = rng.integers(0, mc.vocab_size, (pipeline.TIMING_STEPS, pipeline.TIMING_BATCH))
     _say(pipeline.check_compaction(mc, params, cm, tokens)["message"])
     _say(compact_mod.format_size_report(cm))
+    constant = compact_mod.format_constant_gates(cm)
+    if constant:
+        _say(constant)
     pipeline.save_compact(out, cm, state.vocab, state.level)
     _say(f"compact model: {args.out}")
     return 0
@@ -431,7 +456,7 @@ def cmd_eval(args) -> int:
             raise ValueError(f"{path}: the checkpoint stores no vocabulary")
         vocab, level = data_mod.Vocab(state.vocab), state.level
         mc, params = state.model_config, state.params
-        g = models.inference_gates(params)
+        g = models.eval_gates(params)
         fn, what = None, "full model, test-time gates, NumPy"
     else:
         cm = compact_mod.load(path)

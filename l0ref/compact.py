@@ -46,6 +46,27 @@ group gives an embedding of width 0 in the same way.  Nothing is removed beyond 
 gated neurons: a layer of size 0 stays in the model, so ``cm.config`` always has as
 many layers as the original.
 
+**Lobacheva et al.'s gates** (``docs/design.md`` section 6) fold in as well:
+
+- a weight gate multiplies its weight before anything is cut (``W * M_W``), so a weight
+  whose test-time gate is 0 is an exact zero of the kept matrix; a matrix whose zeros
+  make its CSR form (values, int32 column indices, row pointers) smaller than the dense
+  one is also stored as CSR (:attr:`CompactModel.structure`, ``"sparse"``) -- the dense
+  array stays the reference;
+- a preactivation gate scales its row of every matrix like ``tile(s, G)`` (the GRU's also
+  its ``b_hn``: ``PREACT_SCALED_BIASES``), so at 0 the row is exact zeros and the gate of
+  that unit is the constant of its biases, which the plain cell forward then computes
+  with no special case; ``structure[l]["preact"]`` keeps the compact layer's gate values,
+  whose zeros are the *constant gates* (rows no product needs: ``macs_after`` leaves them
+  out);
+- a unit whose every gate is constant but whose ``s`` is nonzero is *kept*: its state
+  no longer depends on the input, but it still depends on the initial state (a carried
+  stream) and on time, and other units read it through their recurrent columns and the
+  next layer, so folding it into biases would not be exact.  It costs no product row,
+  only its elementwise state update;
+- a vocabulary gate scales its word's embedding row (0: the zero vector; the word
+  stays in the vocabulary and in the softmax).
+
 Files (:func:`save`, :func:`load`): an ``.npz`` archive of plain arrays (``checkpoint.py``),
 read with ``allow_pickle=False``.  Its entry ``__header__`` is a uint8 array holding
 UTF-8 JSON: the format name and version, the compact and original configs (cell, sizes,
@@ -66,7 +87,8 @@ from .models import ModelConfig
 from .tree import walk
 
 FORMAT_NAME = "l0ref-compact"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2     #: 2 adds the structure of Lobacheva et al.'s gates (constant gates, CSR matrices)
+READ_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -79,7 +101,11 @@ class CompactModel:
                  arrays in the model's dtype;
     ``kept``     one sorted int64 index array per gate group, into the original group;
     ``original`` the ModelConfig of the full model;
-    ``meta``     JSON-able extras that :func:`save` stores, e.g. ``{"vocab": [...], "level": "word"}``.
+    ``meta``     JSON-able extras that :func:`save` stores, e.g. ``{"vocab": [...], "level": "word"}``;
+    ``structure`` one dict per layer: ``"preact"``, the compact layer's preactivation gate
+                 values (None without such gates; zeros are constant gates), and
+                 ``"sparse"``, the matrices also held as CSR, ``{key: (data, indices, indptr)}``
+                 (the recurrent matrix of the RHN as its (L 2n, n) stack of rows).
 
     ``models.log_probs(cm.config, cm.params, tokens)`` (gates None) runs it.
     """
@@ -89,6 +115,11 @@ class CompactModel:
     kept: list
     original: ModelConfig
     meta: dict = field(default_factory=dict)  #: JSON-able extras saved with it (vocabulary, level)
+    structure: list | None = None             #: per layer: constant gates and CSR matrices (see above)
+
+    def __post_init__(self):
+        if self.structure is None:
+            self.structure = [{"preact": None, "sparse": {}} for _ in range(self.config.n_layers)]
 
     def log_probs(self, tokens, state0=None):
         """``models.log_probs`` of the compact model: (T, B, V) and the final states."""
@@ -118,45 +149,97 @@ def check_compaction_gates(config: ModelConfig, gates, dtype) -> list[np.ndarray
     return out
 
 
+def check_family_gates(config: ModelConfig, gates: dict, dtype) -> dict:
+    """Lobacheva et al.'s test-time gates of a compaction: ``{family: [array per group]}``,
+    each of its group's shape, finite, in [0, 1]; a family left out is all ones."""
+    from . import gates as gates_mod
+    unknown = sorted(set(gates) - set(config.gate_families))
+    if unknown:
+        raise ValueError(f"gates of families {unknown}, the model has {list(config.gate_families)}")
+    out = {}
+    for family in config.gate_families:
+        if family == "neurons" or gates.get(family) is None:
+            continue
+        groups = gates_mod.get_family(family).groups(config)
+        if len(gates[family]) != len(groups):
+            raise ValueError(f"got {len(gates[family])} {family} gate groups, the model has {len(groups)}")
+        arrays = []
+        for group, a in zip(groups, gates[family]):
+            a = np.asarray(a)
+            if a.shape != group.shape:
+                raise ValueError(f"{family} gate group {group.index} ({group.name}) has shape {a.shape}; compaction "
+                                 f"needs its test-time gates, shape {group.shape}")
+            a = a.astype(dtype)
+            if not np.all(np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
+                raise ValueError(f"{family} gate group {group.index} ({group.name}) has values outside [0, 1] or NaN")
+            arrays.append(a)
+        out[family] = arrays
+    return out
+
+
 def compact(config: ModelConfig, params: dict, gates=None) -> CompactModel:
     """Build the compact model that equals the masked full model (Eq. 2 with the gates of Eq. 10, 11).
 
-    ``gates``: one vector per group, ``[(e,), (n_1,), ..., (n_L,)]``, each value in
-    [0, 1]; None means ``models.inference_gates(params)``.  The gates are cast to
-    the model's dtype first, and a neuron is kept iff its gate is then nonzero.
-    Fully pruned groups give size-0 layers (see the module docstring).
+    ``gates``: ``{family: [array per group]}`` (``models.eval_gates``; a family left out is
+    all ones) or the neuron gates alone, one vector per group, ``[(e,), (n_1,), ...,
+    (n_L,)]``; every value in [0, 1]; None means ``models.eval_gates(params)``.  The gates
+    are cast to the model's dtype first, and a neuron is kept iff its gate is then
+    nonzero.  Fully pruned groups give size-0 layers; Lobacheva et al.'s gates fold in as
+    the module docstring says.
     """
     cell = get_cell(config.cell)
     dtype = models.check_params(config, params)
     if gates is None:
-        gates = models.inference_gates(params)
-    g = check_compaction_gates(config, gates, dtype)
+        gates = models.eval_gates(params)
+    gates = gates if isinstance(gates, dict) else {"neurons": gates}
+    if "neurons" not in gates:
+        raise ValueError("compaction needs the neuron gates (gates['neurons'])")
+    g = check_compaction_gates(config, gates["neurons"], dtype)
+    lob = check_family_gates(config, gates, dtype)
     kept = [np.flatnonzero(gl != 0).astype(np.int64) for gl in g]
 
-    layers = []
+    layers, structure = [], []
+    keys = getattr(cell, "MATRIX_KEYS", ())
     for l, p in enumerate(params["layers"]):
         # layer l + 1 (1-based) reads z = group l, s = group l + 1
-        layers.append(_fold_layer(cell, p, g[l], g[l + 1], kept[l], kept[l + 1], dtype))
+        p = dict(p)
+        if "weights" in lob:
+            for k, key in enumerate(keys):
+                p[key] = np.asarray(p[key]) * lob["weights"][l * len(keys) + k]
+        preact = lob["preact"][l] if "preact" in lob else None
+        layer, small_preact = _fold_layer(cell, p, g[l], g[l + 1], kept[l], kept[l + 1], dtype, preact)
+        layers.append(layer)
+        structure.append({"preact": small_preact,
+                          "sparse": _sparse_forms(cell, layer) if "weights" in lob else {}})
     k0, kL = kept[0], kept[-1]
+    emb = np.asarray(params["emb"])[:, k0]
+    if "vocab" in lob:
+        emb = emb * lob["vocab"][0][:, None]                                          # v_w * emb[w]
     small = {
-        "emb": np.ascontiguousarray(np.asarray(params["emb"])[:, k0], dtype),           # (V, e')
+        "emb": np.ascontiguousarray(emb, dtype),                                       # (V, e')
         "layers": layers,
         "out_W": np.ascontiguousarray(np.asarray(params["out_W"])[:, kL] * g[-1][kL], dtype),  # (V, n_L')
         "out_b": np.ascontiguousarray(params["out_b"], dtype),                           # (V,)
     }
     small_config = ModelConfig(config.cell, config.vocab_size, len(k0), tuple(len(k) for k in kept[1:]),
                                dict(config.cell_options), config.gate_families)
-    return CompactModel(small_config, small, kept, config)
+    return CompactModel(small_config, small, kept, config, structure=structure)
 
 
-def _fold_layer(cell, p: dict, z, s, kz, ks, dtype) -> dict:
-    """One layer's kept rows and columns of Eq. 2's ``W_hat``, ``U_hat`` (biases only cut)."""
+def _fold_layer(cell, p: dict, z, s, kz, ks, dtype, preact=None):
+    """One layer's kept rows and columns of Eq. 2's ``W_hat``, ``U_hat`` (biases only cut),
+    the preactivation gates ``preact`` (the cell's ``g``, or None) folded into the rows:
+    ``(params, the kept units' preactivation gates or None)``."""
     G = cell.BLOCKS
     n = s.shape[0]
     rows = (np.arange(G)[:, None] * n + ks[None, :]).reshape(-1)   # kept units in every block, (G*n',)
     S = np.tile(s[ks], G)                                           # (G*n',)
     select = {"rows": (rows, S), "bias": (rows, None), "in": (kz, z[kz]), "hid": (ks, s[ks])}
     out = {}
+    gates = None
+    if preact is not None:                                          # (steps, G*n'): one row per RHN micro-step
+        preact = np.asarray(preact, dtype)
+        gates = preact.reshape(preact.size // (G * n) if G * n else 1, G * n)[:, rows]
     for key in cell.PARAM_KEYS:
         a = np.asarray(p[key])
         axes = cell.FOLD_AXES[key]
@@ -175,8 +258,55 @@ def _fold_layer(cell, p: dict, z, s, kz, ks, dtype) -> dict:
                 shape = [1] * a.ndim
                 shape[axis] = -1
                 a = a * scale.reshape(shape)
+        if gates is not None:
+            a = _fold_preact(cell, key, axes, a, gates)
         out[key] = np.ascontiguousarray(a, dtype)
+    return out, (None if gates is None else np.ascontiguousarray(gates.reshape(-1)))
+
+
+def _fold_preact(cell, key: str, axes: tuple, a: np.ndarray, gates: np.ndarray) -> np.ndarray:
+    """Scale the rows of parameter ``key`` by their preactivation gates ``gates`` (steps,
+    G*n'): a matrix's "rows" axis always (micro-step k's gates where a None axis runs
+    over the RHN's micro-steps, the first micro-step's for W); a bias only in the blocks
+    the cell's ``PREACT_SCALED_BIASES`` names (the GRU's ``b_hn``)."""
+    if "rows" in axes:
+        axis = axes.index("rows")
+        g = gates if axes[0] is None else gates[0]
+        return a * g.reshape(g.shape + (1,) * (a.ndim - axis - 1))
+    blocks = getattr(cell, "PREACT_SCALED_BIASES", {}).get(key, ())
+    if blocks:
+        a = a.copy()
+        k = a.shape[-1] // cell.BLOCKS
+        for blk in blocks:
+            a[..., blk * k:(blk + 1) * k] *= gates[0][blk * k:(blk + 1) * k]
+    return a
+
+
+def _sparse_forms(cell, layer: dict) -> dict:
+    """The CSR form ``(data, indices int32, indptr int64)`` of each weight-gated matrix of a
+    compact layer whose CSR form takes fewer bytes than the dense one (a recurrent matrix
+    with a leading micro-step axis as its stack of rows)."""
+    out = {}
+    for key in cell.MATRIX_KEYS:
+        M = _rows_of(layer[key])
+        nnz = int(np.count_nonzero(M))
+        csr_bytes = nnz * (M.itemsize + 4) + (M.shape[0] + 1) * 8
+        if M.size and csr_bytes < M.size * M.itemsize:
+            out[key] = csr(M)
     return out
+
+
+def _rows_of(a: np.ndarray) -> np.ndarray:
+    """A matrix, or a stack of them (the RHN's R), as one matrix of rows (zero sizes allowed)."""
+    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
+
+
+def csr(M: np.ndarray):
+    """``(data, indices, indptr)`` of a dense matrix's nonzero entries, row by row (CSR)."""
+    rows, cols = np.nonzero(M)
+    indptr = np.zeros(M.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=M.shape[0]), out=indptr[1:])
+    return np.ascontiguousarray(M[rows, cols]), cols.astype(np.int32), indptr
 
 
 def compact_state(cm: CompactModel, states) -> list:
@@ -240,6 +370,58 @@ def _layer_counts(config: ModelConfig, m: int, n: int) -> tuple[int, int]:
     return layer_param_count(cell, m, n, config.cell_options), sum(layer_macs(cell, m, n, config.cell_options))
 
 
+def _live_rows(cm: CompactModel, l: int):
+    """Per matrix of compact layer l (``MATRIX_KEYS``): a boolean per row (of its stack of
+    rows), True where the row's preactivation gate is not constant (all True without
+    preactivation gates)."""
+    cell = get_cell(cm.config.cell)
+    layer, pre = cm.params["layers"][l], cm.structure[l]["preact"]
+    out = {}
+    for key in cell.MATRIX_KEYS:
+        rows = _rows_of(layer[key]).shape[0]
+        out[key] = np.ones(rows, bool) if pre is None else (pre[:rows] != 0)
+    return out
+
+
+def _structured_counts(cm: CompactModel, l: int) -> tuple[int, int]:
+    """(weights and biases, multiply-adds per token) of compact layer l with constant gates
+    and CSR matrices: a CSR matrix costs its nonzeros, a dense one its non-constant rows."""
+    cell = get_cell(cm.config.cell)
+    layer, sparse = cm.params["layers"][l], cm.structure[l]["sparse"]
+    params = macs = 0
+    live = _live_rows(cm, l)
+    for key in cell.PARAM_KEYS:
+        a = layer[key]
+        if key not in cell.MATRIX_KEYS:
+            params += a.size
+            continue
+        if key in sparse:
+            count = int(sparse[key][0].size)
+        else:
+            count = int(live[key].sum()) * a.shape[-1]
+        params += count
+        macs += count
+    return params, macs
+
+
+def constant_gates(cm: CompactModel) -> list[dict]:
+    """The Lobacheva statistic, per layer: live units and, per gate type (the cell's
+    ``BLOCK_NAMES``), how many of the live units have that gate constant (preactivation
+    gate 0); for the RHN a (unit, micro-step) pair counts, out of ``units x depth``.
+    Empty counts without preactivation gates."""
+    cell = get_cell(cm.config.cell)
+    out = []
+    for l, n in enumerate(cm.config.hidden_sizes):
+        pre = cm.structure[l]["preact"]
+        row = {"layer": l + 1, "live_units": int(n), "constant": {}, "of": int(n)}
+        if pre is not None and n:
+            blocks = pre.reshape(-1, cell.BLOCKS, n)                 # (steps, G, n')
+            row["of"] = int(n * blocks.shape[0])
+            row["constant"] = {name: int((blocks[:, a] == 0).sum()) for a, name in enumerate(cell.BLOCK_NAMES)}
+        out.append(row)
+    return out
+
+
 def size_report(cm: CompactModel) -> SizeReport:
     """Counts before and after compaction.
 
@@ -258,6 +440,8 @@ def size_report(cm: CompactModel) -> SizeReport:
     for l, (n_full, n_small) in enumerate(zip(full.hidden_sizes, small.hidden_sizes)):
         pb, mb = _layer_counts(full, m_full, n_full)
         pa, ma = _layer_counts(small, m_small, n_small)
+        if cm.structure[l]["preact"] is not None or cm.structure[l]["sparse"]:
+            pa, ma = _structured_counts(cm, l)
         comps.append(Component(f"layer {l + 1}", f"{m_full}->{n_full}", f"{m_small}->{n_small}", pb, pa, mb, ma))
         m_full, m_small = n_full, n_small
     comps.append(Component("softmax", f"{m_full}->{V}", f"{m_small}->{V}",
@@ -289,6 +473,17 @@ def format_size_report(report) -> str:
     return "\n".join(lines)
 
 
+def format_constant_gates(cm: CompactModel) -> str:
+    """:func:`constant_gates` as lines: per layer, live units and constant gates per type."""
+    lines = []
+    for row in constant_gates(cm):
+        if not row["constant"]:
+            continue
+        parts = ", ".join(f"{name} {k}/{row['of']}" for name, k in row["constant"].items())
+        lines.append(f"layer {row['layer']}: {row['live_units']} live units; constant gates: {parts}")
+    return "\n".join(lines)
+
+
 # --- Files ------------------------------------------------------------------------------
 
 def _header(cm: CompactModel, dtype) -> dict:
@@ -300,6 +495,7 @@ def _header(cm: CompactModel, dtype) -> dict:
         "dtype": np.dtype(dtype).name,
         "kept": [[int(i) for i in k] for k in cm.kept],
         "meta": cm.meta,
+        "structure": [{"preact": st["preact"] is not None, "sparse": sorted(st["sparse"])} for st in cm.structure],
     }
 
 
@@ -331,6 +527,13 @@ def save(path, cm: CompactModel) -> None:
     dtype = models.check_params(cm.config, cm.params, gates=False)
     _check_kept(cm.kept, cm.original, cm.config)
     arrays = dict(walk(cm.params))
+    for l, st in enumerate(cm.structure):
+        if st["preact"] is not None:
+            arrays[f"structure.{l}.preact"] = np.asarray(st["preact"], dtype)
+        for key, (data, indices, indptr) in st["sparse"].items():
+            del arrays[f"layers.{l}.{key}"]                          # stored as CSR, rebuilt on loading
+            arrays.update({f"layers.{l}.{key}.data": data, f"layers.{l}.{key}.indices": indices,
+                           f"layers.{l}.{key}.indptr": indptr})
     ckpt.save_npz(path, _header(cm, dtype), arrays)
 
 
@@ -343,7 +546,7 @@ def load(path) -> CompactModel:
     arrays of the wrong shape, dtype or with NaN / inf.  A missing file raises
     ``FileNotFoundError``.
     """
-    header, arrays = ckpt.load_npz(path, FORMAT_NAME, (FORMAT_VERSION,))
+    header, arrays = ckpt.load_npz(path, FORMAT_NAME, READ_VERSIONS)
     path = os.fspath(path)
     try:
         small = ModelConfig.from_dict(header["config"])
@@ -364,6 +567,7 @@ def load(path) -> CompactModel:
         raise ValueError(f"{path!r}: {e}") from None
 
     expected = _expected_shapes(small)
+    structure = _load_structure(path, header, arrays, small, expected, dtype)
     missing = sorted(set(expected) - set(arrays))
     if missing:
         raise ValueError(f"{path!r} lacks the arrays {missing}")
@@ -386,7 +590,53 @@ def load(path) -> CompactModel:
         "out_W": arrays["out_W"],
         "out_b": arrays["out_b"],
     }
-    return CompactModel(small, params, kept, original, meta)
+    return CompactModel(small, params, kept, original, meta, structure)
+
+
+def _load_structure(path, header, arrays: dict, small: ModelConfig, expected: dict, dtype) -> list:
+    """The per-layer structure of a version-2 file (none in version 1), its CSR matrices
+    rebuilt dense into ``arrays`` (and checked against their shapes)."""
+    cell = get_cell(small.cell)
+    st = header.get("structure")
+    if st is None:
+        return [{"preact": None, "sparse": {}} for _ in range(small.n_layers)]
+    if not isinstance(st, list) or len(st) != small.n_layers or not all(
+            isinstance(d, dict) and set(d) == {"preact", "sparse"} and isinstance(d["preact"], bool)
+            and isinstance(d["sparse"], list) and set(d["sparse"]) <= set(getattr(cell, "MATRIX_KEYS", ()))
+            for d in st):
+        raise ValueError(f"{path!r}: the header's structure is not one {{'preact': bool, 'sparse': [matrix keys]}} "
+                         f"per layer: {st!r}")
+    out = []
+    for l, d in enumerate(st):
+        n = small.hidden_sizes[l]
+        preact = None
+        if d["preact"]:
+            name = f"structure.{l}.preact"
+            size = cell.preact_size(n, **small.cell_options)
+            preact = arrays.pop(name, None)
+            if preact is None or preact.shape != (size,) or preact.dtype != dtype or \
+                    not np.all((preact >= 0) & (preact <= 1)):
+                raise ValueError(f"{path!r}: {name} is missing or not ({size},) {dtype} gate values in [0, 1]")
+        sparse = {}
+        for key in d["sparse"]:
+            parts = [arrays.pop(f"layers.{l}.{key}.{p}", None) for p in ("data", "indices", "indptr")]
+            shape = expected[f"layers.{l}.{key}"]
+            rows, cols = int(np.prod(shape[:-1])), shape[-1]
+            data, indices, indptr = parts
+            ok = (all(p is not None for p in parts) and data.ndim == indices.ndim == indptr.ndim == 1
+                  and data.dtype == dtype and indices.dtype == np.int32 and indptr.dtype == np.int64
+                  and indptr.size == rows + 1 and indptr[0] == 0 and np.all(np.diff(indptr) >= 0)
+                  and indptr[-1] == data.size == indices.size
+                  and (indices.size == 0 or (indices.min() >= 0 and indices.max() < cols)))
+            if not ok:
+                raise ValueError(f"{path!r}: the CSR arrays of layers.{l}.{key} are missing or inconsistent "
+                                 f"with a {shape} matrix")
+            dense = np.zeros((rows, cols), dtype)
+            dense[np.repeat(np.arange(rows), np.diff(indptr)), indices] = data
+            arrays[f"layers.{l}.{key}"] = dense.reshape(shape)
+            sparse[key] = (data, indices, indptr)
+        out.append({"preact": preact, "sparse": sparse})
+    return out
 
 
 def _expected_shapes(config: ModelConfig) -> dict:
@@ -403,5 +653,6 @@ def _expected_shapes(config: ModelConfig) -> dict:
     return shapes
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CompactModel", "Component", "SizeReport",
-           "compact", "compact_state", "check_compaction_gates", "size_report", "format_size_report", "save", "load"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "CompactModel", "Component", "SizeReport", "check_family_gates",
+           "compact", "compact_state", "check_compaction_gates", "constant_gates", "csr", "format_constant_gates",
+           "size_report", "format_size_report", "save", "load"]

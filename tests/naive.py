@@ -8,6 +8,11 @@ masks and no batching tricks, so that the fast forms can be checked against it:
 - ``*_plain``: the cell run on one sequence (T, m) with plain matrices;
 - ``TWINS`` and ``masked_cell_plain``: the two for any registered cell by name, over a
   batch, with the state in the cell's own form (for the generic checks of test_cells.py).
+
+The masked-params functions also take Lobacheva et al.'s gates: ``g``, the preactivation
+gates of one sequence, which scale the rows like ``tile(s, G)``, and ``wm``, the weight
+gates, which multiply the matrices entry by entry.  The GRU's candidate gate multiplies
+``r * (U_n h + b_hn)`` too, so its twin carries ``g_n`` apart (key ``"g_n"``).
 """
 from __future__ import annotations
 
@@ -18,10 +23,15 @@ def sigmoid(a):
     return 1.0 / (1.0 + np.exp(-a))
 
 
-def masked_lstm_params(params: dict, z: np.ndarray, s: np.ndarray) -> dict:
-    """Eq. 2 for one sequence: every one of the 4 gate blocks masked alike."""
-    S = np.tile(s, 4)
-    return {"W": params["W"] * np.outer(S, z), "U": params["U"] * np.outer(S, s), "b": params["b"].copy()}
+def _weights(params, wm, key):
+    return params[key] if not wm or key not in wm else params[key] * wm[key]
+
+
+def masked_lstm_params(params: dict, z: np.ndarray, s: np.ndarray, g=None, wm=None) -> dict:
+    """Eq. 2 for one sequence: every one of the 4 gate blocks masked alike (rows also by g)."""
+    S = np.tile(s, 4) * (1.0 if g is None else g)
+    return {"W": _weights(params, wm, "W") * np.outer(S, z), "U": _weights(params, wm, "U") * np.outer(S, s),
+            "b": params["b"].copy()}
 
 
 def lstm_plain(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
@@ -38,11 +48,15 @@ def lstm_plain(params: dict, x: np.ndarray, h0: np.ndarray, c0: np.ndarray):
     return np.array(hs).reshape(len(x), n), h, c
 
 
-def masked_gru_params(params: dict, z: np.ndarray, s: np.ndarray) -> dict:
-    """Eq. 2 for one sequence: every one of the 3 gate blocks (r, u, n) masked alike."""
+def masked_gru_params(params: dict, z: np.ndarray, s: np.ndarray, g=None, wm=None) -> dict:
+    """Eq. 2 for one sequence: every one of the 3 gate blocks (r, u, n) masked alike; the
+    rows of W and of U's r, u blocks also by g, the candidate's g_n kept apart."""
     S = np.tile(s, 3)
-    return {"W": params["W"] * np.outer(S, z), "U": params["U"] * np.outer(S, s),
-            "b_i": params["b_i"].copy(), "b_h": params["b_h"].copy()}
+    n = s.shape[0]
+    g = np.ones(3 * n) if g is None else g
+    Sh = S * np.concatenate([g[:2 * n], np.ones(n)])
+    return {"W": _weights(params, wm, "W") * np.outer(S * g, z), "U": _weights(params, wm, "U") * np.outer(Sh, s),
+            "b_i": params["b_i"].copy(), "b_h": params["b_h"].copy(), "g_n": g[2 * n:].copy()}
 
 
 def gru_plain(params: dict, x: np.ndarray, h0: np.ndarray):
@@ -53,24 +67,28 @@ def gru_plain(params: dict, x: np.ndarray, h0: np.ndarray):
     """
     W, U, b_i, b_h = params["W"], params["U"], params["b_i"], params["b_h"]
     n = U.shape[1]
+    g_n = params.get("g_n", np.ones(n))             # Lobacheva et al.'s candidate gate (masked twin only)
     h, hs = h0.copy(), []
     for x_t in x:
         gi = W @ x_t + b_i
         gh = U @ h + b_h
         r = sigmoid(gi[:n] + gh[:n])
         u = sigmoid(gi[n:2 * n] + gh[n:2 * n])
-        cand = np.tanh(gi[2 * n:] + r * gh[2 * n:])
+        cand = np.tanh(gi[2 * n:] + g_n * r * gh[2 * n:])
         h = (1 - u) * cand + u * h
         hs.append(h)
     return np.array(hs).reshape(len(x), n), h
 
 
-def masked_rhn_params(params: dict, z: np.ndarray, s: np.ndarray) -> dict:
+def masked_rhn_params(params: dict, z: np.ndarray, s: np.ndarray, g=None, wm=None) -> dict:
     """Eq. 2 for one sequence: the H and T blocks of W and of every R[k] masked alike,
-    rows by tile(s, 2), columns by z (W) or s (each R[k])."""
+    rows by tile(s, 2) (and micro-step k's g), columns by z (W) or s (each R[k])."""
     S = np.tile(s, 2)
-    return {"W": params["W"] * np.outer(S, z),
-            "R": np.array([R_k * np.outer(S, s) for R_k in params["R"]]),
+    L, n2 = params["R"].shape[0], 2 * s.shape[0]
+    g = np.ones(L * n2) if g is None else g
+    R = _weights(params, wm, "R")
+    return {"W": _weights(params, wm, "W") * np.outer(S * g[:n2], z),
+            "R": np.array([R[k] * np.outer(S * g[k * n2:(k + 1) * n2], s) for k in range(L)]),
             "b": params["b"].copy()}
 
 
@@ -104,7 +122,8 @@ TWINS = {
 }
 
 
-def masked_cell_plain(name: str, params: dict, x: np.ndarray, z: np.ndarray, s: np.ndarray, state0):
+def masked_cell_plain(name: str, params: dict, x: np.ndarray, z: np.ndarray, s: np.ndarray, state0, g=None,
+                      wm=None):
     """Eq. 2 the slow way: the plain twin of cell ``name`` on each sequence's explicitly
     masked matrices, one sequence at a time.
 
@@ -118,7 +137,8 @@ def masked_cell_plain(name: str, params: dict, x: np.ndarray, z: np.ndarray, s: 
     for b in range(x.shape[1]):
         zb = z[b] if z.ndim == 2 else z
         sb = s[b] if s.ndim == 2 else s
-        out, *final = plain(masked(params, zb, sb), x[:, b], *(part[b] for part in parts))
+        gb = g[b] if g is not None and g.ndim == 2 else g
+        out, *final = plain(masked(params, zb, sb, gb, wm), x[:, b], *(part[b] for part in parts))
         outs.append(out)
         finals.append(final)
     final = tuple(np.array(part) for part in zip(*finals))   # each (B, n)

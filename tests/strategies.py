@@ -43,7 +43,10 @@ def cell_problem(draw, cell, hidden_size=None, per_sequence=None, **init_options
     where no finite difference in float64 resolves 1e-6.  ``per_sequence``
     fixes the masks' form, (B, size) or (size,); None draws it.  The RHN's
     recurrence depth is drawn in 1..4 unless ``depth`` is given.  Returns a dict
-    with keys ``params, x, z, s, state0, d_out, d_state`` (state as the cell expects it).
+    with keys ``params, x, z, s, state0, d_out, d_state`` (state as the cell expects it)
+    and, for a cell with Lobacheva et al.'s gates (``preact_size``), ``g`` (the
+    preactivation gates, in the masks' form) and ``weight_masks`` (one per weight of
+    each of its ``MATRIX_KEYS``, or None: drawn either way); both None otherwise.
     """
     T, B, m = draw(STEPS), draw(BATCH), draw(SIZES)
     n = draw(SIZES) if hidden_size is None else hidden_size
@@ -63,11 +66,19 @@ def cell_problem(draw, cell, hidden_size=None, per_sequence=None, **init_options
         state0 = tuple(draw(arrays(t.shape)) for t in template)
     else:
         state0 = draw(arrays(template.shape))
+    g, weight_masks = None, None
+    if hasattr(cell, "preact_size"):
+        options = {k: v for k, v in init_options.items() if k in cell.OPTIONS}
+        g = draw(masks(B, cell.preact_size(n, **options), per_sequence))
+        if draw(st.booleans()):
+            weight_masks = {key: draw(hnp.arrays(np.float64, shapes[key], elements=mask_values()))
+                            for key in cell.MATRIX_KEYS}
     rng = np.random.default_rng(seed)
     d_out = rng.normal(size=(T, B, n))
     d_state = (tuple(rng.normal(size=t.shape) for t in template) if isinstance(template, tuple)
                else rng.normal(size=template.shape))
-    return dict(params=params, x=x, z=z, s=s, state0=state0, d_out=d_out, d_state=d_state)
+    return dict(params=params, x=x, z=z, s=s, state0=state0, d_out=d_out, d_state=d_state, g=g,
+                weight_masks=weight_masks)
 
 
 # --- Hard concrete gates, gate groups, the penalty -----------------------------------------
@@ -183,15 +194,29 @@ from l0ref import tree as _tree  # noqa: E402
 LM_CELL_OPTIONS = {"rhn": st.fixed_dictionaries({"depth": st.integers(1, 2)})}
 
 
+#: Lobacheva et al.'s gate families, each drawn in or out by ``families="any"``.
+EXTRA_FAMILIES = ("preact", "weights", "vocab")
+
+
 @st.composite
-def lm_configs(draw, cell_name: str, max_vocab: int = 5, max_size: int = 3, max_layers: int = 2):
-    """A small ModelConfig: V in [2, max_vocab], 1..max_layers layers, sizes in [1, max_size]."""
+def gate_families(draw, families=("neurons",)):
+    """``families`` itself, or with ``"any"`` the neuron gates plus a drawn subset of the others."""
+    if families != "any":
+        return tuple(families)
+    return ("neurons",) + tuple(f for f in EXTRA_FAMILIES if draw(st.booleans()))
+
+
+@st.composite
+def lm_configs(draw, cell_name: str, max_vocab: int = 5, max_size: int = 3, max_layers: int = 2,
+               families=("neurons",)):
+    """A small ModelConfig: V in [2, max_vocab], 1..max_layers layers, sizes in [1, max_size],
+    the gate families of :func:`gate_families`."""
     V = draw(st.integers(2, max_vocab))
     L = draw(st.integers(1, max_layers))
     e = draw(st.integers(1, max_size))
     hidden = draw(st.lists(st.integers(1, max_size), min_size=L, max_size=L))
     options = draw(LM_CELL_OPTIONS.get(cell_name, st.just({})))
-    return _model.ModelConfig(cell_name, V, e, tuple(hidden), options)
+    return _model.ModelConfig(cell_name, V, e, tuple(hidden), options, draw(gate_families(families)))
 
 
 @st.composite
@@ -209,11 +234,25 @@ def token_arrays(shape, vocab_size: int):
 def lm_problem(draw, cell_name: str, max_steps: int = 3, max_batch: int = 3, per_sequence=None, **config_kw):
     """A language-model instance: config, params, tokens and targets (T, B), and one gate
     array per group with exact 0s and 1s, each (size,) or (B, size) (``per_sequence``
-    None draws that per group, so both forms and their mixtures occur)."""
+    None draws that per group, so both forms and their mixtures occur).  ``gates`` is the
+    list of neuron gates for a neurons-only config (the default), else ``{family: [...]}``
+    (``families="any"`` in ``config_kw`` draws the families), weight gates of their
+    matrices' shapes."""
     config = draw(lm_configs(cell_name, **config_kw))
     params = draw(lm_params(config))
     T, B = draw(st.integers(1, max_steps)), draw(st.integers(1, max_batch))
     tokens = draw(token_arrays((T, B), config.vocab_size))
     targets = draw(token_arrays((T, B), config.vocab_size))
-    gates = [draw(masks(B, size, per_sequence)) for size in config.group_sizes]
+    from l0ref import gates as _gates
+    gates = {}
+    for family in config.gate_families:
+        arrays_ = []
+        for group in _gates.get_family(family).groups(config):
+            if group.drawn == _gates.PER_MINIBATCH:
+                arrays_.append(draw(hnp.arrays(np.float64, group.shape, elements=mask_values())))
+            else:
+                arrays_.append(draw(masks(B, group.shape[0], per_sequence)))
+        gates[family] = arrays_
+    if config.gate_families == ("neurons",):
+        gates = gates["neurons"]
     return dict(config=config, params=params, tokens=tokens, targets=targets, gates=gates, T=T, B=B)

@@ -42,7 +42,7 @@ def projected_loss(cell, problem):
     p = problem
 
     def loss():
-        out, final, _ = cell.forward(p["params"], p["x"], p["z"], p["s"], p["state0"])
+        out, final, _ = cell.forward(p["params"], p["x"], p["z"], p["s"], p["state0"], **lobacheva(p))
         total = np.sum(out * p["d_out"])
         for f, d in zip(_state_parts(final), _state_parts(p["d_state"])):
             total += np.sum(f * d)
@@ -51,12 +51,23 @@ def projected_loss(cell, problem):
     return loss
 
 
+def lobacheva(problem) -> dict:
+    """The keywords of Lobacheva et al.'s gates in a problem (none for a cell without them)."""
+    if problem.get("g") is None:
+        return {}
+    return {"g": problem["g"], "weight_masks": problem["weight_masks"]}
+
+
 def inputs_of(cell, problem) -> dict:
     """Every array the gradient is taken with respect to, keyed as backward keys it."""
     p = problem
     inputs = {"x": p["x"], "z": p["z"], "s": p["s"]}
     inputs.update(zip(cell.STATE_KEYS, _state_parts(p["state0"])))
     inputs.update(p["params"])
+    if p.get("g") is not None:
+        inputs["g"] = p["g"]
+    for key, mask in (p.get("weight_masks") or {}).items():
+        inputs[key + "_mask"] = mask
     return inputs
 
 
@@ -66,7 +77,8 @@ def inputs_of(cell, problem) -> dict:
 def test_backward_matches_finite_differences(name, data):
     cell = get_cell(name)
     problem = data.draw(cell_problem(cell))
-    _, _, cache = cell.forward(problem["params"], problem["x"], problem["z"], problem["s"], problem["state0"])
+    _, _, cache = cell.forward(problem["params"], problem["x"], problem["z"], problem["s"], problem["state0"],
+                               **lobacheva(problem))
     grads = cell.backward(problem["d_out"], problem["d_state"], cache)
     inputs = inputs_of(cell, problem)
     assert set(grads) == set(inputs), f"backward returned {sorted(grads)}, expected {sorted(inputs)}"
@@ -157,8 +169,9 @@ def test_every_cell_has_a_naive_twin():
 def test_masked_forward_equals_plain_cell_on_masked_matrices(name, per_sequence, data):
     cell = get_cell(name)
     p = data.draw(cell_problem(cell, per_sequence=per_sequence))
-    out, final, _ = cell.forward(p["params"], p["x"], p["z"], p["s"], p["state0"])
-    want_out, want_final = naive.masked_cell_plain(name, p["params"], p["x"], p["z"], p["s"], p["state0"])
+    out, final, _ = cell.forward(p["params"], p["x"], p["z"], p["s"], p["state0"], **lobacheva(p))
+    want_out, want_final = naive.masked_cell_plain(name, p["params"], p["x"], p["z"], p["s"], p["state0"],
+                                                   p["g"], p["weight_masks"])
     np.testing.assert_allclose(out, want_out, rtol=1e-12, atol=1e-13)
     for got, want in zip(_state_parts(final), _state_parts(want_final), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)

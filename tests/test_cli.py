@@ -74,6 +74,29 @@ def test_compact_and_eval_agree_with_the_checkpoint(run_dir, corpus, tmp_path, c
     assert _eval(tmp_path, bare, test, "--vocab", run_dir / "checkpoint.npz", *batches) == kernel
 
 
+def test_every_gate_family_trains_compacts_and_evaluates_alike(corpus, tmp_path, capsys):
+    """``--gates neurons,preact,weights,vocab``: the checkpoint records the families, the
+    summary the constant gates, and the checkpoint, the compact kernel and the compact NumPy
+    model give the same test perplexity."""
+    run = tmp_path / "all"
+    assert cli.main(_train_args(corpus, run, epochs=1, extra=["--gates", "vocab,weights,preact,neurons",
+                                                              "--lam-preact", "50", "--lam-weights", "5"])) == 0
+    st = train.load_checkpoint(run / "checkpoint.npz")
+    assert st.model_config.gate_families == ("neurons", "preact", "weights", "vocab")
+    assert set(st.params["log_alpha"]) == {"neurons", "preact", "weights", "vocab"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["gate_families"] == ["neurons", "preact", "weights", "vocab"]
+    assert len(summary["constant_gates"]) == 2 and set(summary["constant_gates"][0]["constant"]) == set("ifgo")
+    small = tmp_path / "small.npz"
+    assert cli.main(["compact", str(run / "checkpoint.npz"), "--out", str(small)]) == 0
+    test = str(corpus / "test.txt")
+    batches = ["--batch-size", st.config.eval_batch_size, "--bptt", st.config.bptt]
+    full = _eval(tmp_path, run / "checkpoint.npz", test, *batches)
+    assert full == summary["test_ppl"]
+    assert _eval(tmp_path, small, test, *batches) == pytest.approx(full, rel=1e-5)
+    assert _eval(tmp_path, small, test, "--numpy", *batches) == pytest.approx(full, rel=1e-5)
+
+
 def test_resume_continues_the_run(corpus, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert cli.main(_train_args(corpus, a, epochs=2)) == 0
@@ -100,6 +123,9 @@ def test_resume_continues_the_run(corpus, tmp_path, capsys):
     (["--epochs", "0"], "epochs"),
     (["--depth", "3"], "--depth applies to --cell rhn"),
     (["--max-minutes", "0"], "max-minutes"),
+    (["--gates", "neurons,foo"], "unknown gate family 'foo'"),
+    (["--gates", "preact"], "lack 'neurons'"),
+    (["--gates", "neurons,preact", "--target-macs", "0.5"], "a size target works with the neuron gates alone"),
     (["--batch-size", "500", "--bptt", "50"], "need at least"),
 ])
 def test_bad_train_input_is_a_clear_error(corpus, tmp_path, capsys, args, message):

@@ -364,7 +364,7 @@ def _set(d, key, value):
 
 @pytest.mark.parametrize("change, message", [
     (lambda h, a: None, "no '__header__' entry; not an l0ref l0ref-compact file"),
-    (lambda h, a: _set(h, "version", 2), r"l0ref-compact version 2 is not supported \(this l0ref reads versions \[1\]\)"),
+    (lambda h, a: _set(h, "version", 3), r"l0ref-compact version 3 is not supported \(this l0ref reads versions \[1, 2\]\)"),
     (lambda h, a: _set(h, "format", "something-else"), "format is 'something-else', expected 'l0ref-compact'"),
     (lambda h, a: (a.pop("layers.0.U"), h)[1], r"lacks the arrays \['layers.0.U'\]"),
     (lambda h, a: (a.pop("out_b"), h)[1], r"lacks the arrays \['out_b'\]"),

@@ -26,11 +26,15 @@ GRAD_SETTINGS = settings(max_examples=12)
 FAST_SETTINGS = settings(max_examples=20)
 
 
-def named_inputs(params: dict, gates: list) -> dict:
+def as_families(gates) -> dict:
+    return gates if isinstance(gates, dict) else {"neurons": gates}
+
+
+def named_inputs(params: dict, gates) -> dict:
     """Every array the loss is differentiated by, named like ``model.flat_names``."""
     inputs = {name: a for name, a in zip(tree.flat_names(params), tree.leaves(params))
               if not name.startswith("log_alpha")}
-    inputs.update({f"gates.{j}": g for j, g in enumerate(gates)})
+    inputs.update({f"gates.{family}.{j}": g for family, gs in as_families(gates).items() for j, g in enumerate(gs)})
     return inputs
 
 
@@ -38,7 +42,7 @@ def named_grads(grads: dict, scale: float) -> dict:
     grads = dict(grads)
     gate_grads = grads.pop("gates")
     out = {name: scale * a for name, a in zip(tree.flat_names(grads), tree.leaves(grads))}
-    out.update({f"gates.{j}": scale * g for j, g in enumerate(gate_grads)})
+    out.update({f"gates.{family}.{j}": scale * g for family, gs in gate_grads.items() for j, g in enumerate(gs)})
     return out
 
 
@@ -46,7 +50,7 @@ def named_grads(grads: dict, scale: float) -> dict:
 @GRAD_SETTINGS
 @given(data=st.data())
 def test_backward_matches_finite_differences(name, data):
-    p = data.draw(lm_problem(name))
+    p = data.draw(lm_problem(name, families="any"))
     dropout = data.draw(st.one_of(st.just(0.0), values(0.1, 0.6)), label="dropout")
     seed = data.draw(st.integers(0, 2**32 - 1), label="dropout seed")
     config, params, gates, T, B = p["config"], p["params"], p["gates"], p["T"], p["B"]
@@ -60,7 +64,8 @@ def test_backward_matches_finite_differences(name, data):
         return run()[0] * T * B
 
     grads = model.backward(run()[2])
-    assert [np.shape(g) for g in grads["gates"]] == [g.shape for g in gates]
+    assert {f: [np.shape(g) for g in gs] for f, gs in grads["gates"].items()} == \
+        {f: [g.shape for g in gs] for f, gs in as_families(gates).items()}
     check_gradients(loss, named_inputs(params, gates), named_grads(grads, T * B))
 
 
@@ -70,7 +75,7 @@ def test_backward_matches_finite_differences(name, data):
 def test_log_probs_equals_forward_loss(name, data):
     """With the same gates (per sequence or shared) and no dropout, the evaluation path
     gives the training path's loss and final states."""
-    p = data.draw(lm_problem(name))
+    p = data.draw(lm_problem(name, families="any"))
     config, params = p["config"], p["params"]
     loss, finals, _ = model.forward(config, params, p["tokens"], p["targets"], p["gates"])
     logp, finals_eval = model.log_probs(config, params, p["tokens"], p["gates"])
@@ -87,18 +92,30 @@ def test_log_probs_equals_forward_loss(name, data):
 def test_model_matches_naive_twin(name, data):
     """The model's wiring of the gate groups (docs/design.md section 2) against the explicit
     masked matrices of Eq. 2 (``tests/naive.py``), run one sequence at a time: layer l
-    reads ``z = gates[l-1]``, ``s = gates[l]``, and the softmax reads ``gates[L] * h_L``."""
+    reads ``z = gates[l-1]``, ``s = gates[l]``, and the softmax reads ``gates[L] * h_L``;
+    Lobacheva et al.'s gates: layer l's preactivation gates and weight gates, and the word's
+    vocabulary gate on its embedding row."""
     masked_params = getattr(naive, f"masked_{name}_params")
     plain = getattr(naive, f"{name}_plain")
-    p = data.draw(lm_problem(name))
-    config, params, gates = p["config"], p["params"], p["gates"]
+    p = data.draw(lm_problem(name, families="any"))
+    config, params, gates = p["config"], p["params"], as_families(p["gates"])
     logp, _ = model.log_probs(config, params, p["tokens"], gates)
     n_states = len(CELLS[name].STATE_KEYS)
+    keys = getattr(CELLS[name], "MATRIX_KEYS", ())
+
+    def row(a, b):
+        return a[b] if a.ndim == 2 else a
+
     for b in range(p["B"]):
-        g = [gl[b] if gl.ndim == 2 else gl for gl in gates]
+        g = [row(gl, b) for gl in gates["neurons"]]
         x = params["emb"][p["tokens"][:, b]]                             # (T, e)
+        if "vocab" in gates:
+            x = x * row(gates["vocab"][0], b)[p["tokens"][:, b]][:, None]
         for l, (layer, n) in enumerate(zip(params["layers"], config.hidden_sizes)):
-            x = plain(masked_params(layer, g[l], g[l + 1]), x, *[np.zeros(n)] * n_states)[0]
+            pre = row(gates["preact"][l], b) if "preact" in gates else None
+            wm = ({key: gates["weights"][l * len(keys) + k] for k, key in enumerate(keys)}
+                  if "weights" in gates else None)
+            x = plain(masked_params(layer, g[l], g[l + 1], pre, wm), x, *[np.zeros(n)] * n_states)[0]
         logits = (x * g[-1]) @ params["out_W"].T + params["out_b"]      # (T, V)
         expected = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
         np.testing.assert_allclose(logp[:, b], expected, rtol=1e-12, atol=1e-12)
@@ -150,9 +167,9 @@ def test_bad_shapes_are_rejected(fn):
         run(params={**params, "layers": [params["layers"][0], params["layers"][0]]})
     with pytest.raises(ValueError, match="lack 'emb'"):
         run(params={k: v for k, v in params.items() if k != "emb"})
-    with pytest.raises(ValueError, match="got 2 gate groups, the model has 3"):
+    with pytest.raises(ValueError, match="got 2 neurons gate groups, the model has 3"):
         run(gates=[np.ones(3), np.ones(4)])
-    with pytest.raises(ValueError, match="got 4 gate groups, the model has 3"):
+    with pytest.raises(ValueError, match="got 4 neurons gate groups, the model has 3"):
         run(gates=[np.ones(3), np.ones(4), np.ones(2), np.ones(2)])
     with pytest.raises(ValueError, match=r"gate group 1 has shape \(3, 4\), expected \(4,\) or \(2, 4\)"):
         run(gates=[np.ones(3), np.ones((3, 4)), np.ones(2)])

@@ -64,8 +64,9 @@ def test_realized_size_counts_what_compaction_keeps():
 def test_lagrangian_gradient_matches_finite_differences(fraction):
     cfg, la = tiny_model(sizes=(4, (5, 3)))
     ctrl = train.TargetController("macs", 0.4, 0.5, 0.1, lam1=0.7, lam2=1.3)
-    _, grads = ctrl.penalty(cfg, la, fraction)
-    check_gradients(lambda: ctrl.penalty(cfg, la, fraction)[0],
+    _, grads = ctrl.penalty(cfg, {"neurons": la}, fraction)
+    grads = grads["neurons"]
+    check_gradients(lambda: ctrl.penalty(cfg, {"neurons": la}, fraction)[0],
                     {f"g{j}": a for j, a in enumerate(la)}, {f"g{j}": g for j, g in enumerate(grads)})
 
 

@@ -106,7 +106,7 @@ def test_sgd_step_applies_data_penalty_and_decay_gradients():
     u = gates.draw_uniforms(la, 4, twin)
     loss, _, cache = model.forward(st.model_config, before, x, y, gates.sample_gates(la, u), dropout=0.3, rng=twin)
     g = model.backward(cache)
-    d_la = gates.log_alpha_grads(la, u, g.pop("gates"))
+    d_la = gates.log_alpha_grads(la, u, g.pop("gates")["neurons"])
     pen, d_pen = penalty.penalty(la, *st.penalty_weights.current())
     assert stats["loss"] == pytest.approx(loss, rel=1e-12)
     assert stats["penalty"] == pytest.approx(pen, rel=1e-12)

@@ -166,6 +166,49 @@ def check_inputs(x, z, s, input_size: int, hidden_size: int, dtype):
     return x, check_mask(z, B, input_size, "z", dtype), check_mask(s, B, hidden_size, "s", dtype)
 
 
+def check_weight_masks(weight_masks, shapes: dict, dtype) -> dict:
+    """The weight gates of Lobacheva et al.'s "W" level, one per weight: ``{key: mask}`` with
+    each mask of its matrix's shape (``shapes[key]``), values in [0, 1] (up to
+    :data:`MASK_SLACK`).  None means no weight gates (``{}``); a key may be left out
+    (all ones)."""
+    if weight_masks is None:
+        return {}
+    if not isinstance(weight_masks, dict):
+        raise ValueError(f"weight_masks must be a dict {{matrix: mask}}, got {type(weight_masks).__name__}")
+    unknown = sorted(set(weight_masks) - set(shapes))
+    if unknown:
+        raise ValueError(f"weight_masks has keys {unknown}; the cell's matrices are {sorted(shapes)}")
+    out = {}
+    for key, mask in weight_masks.items():
+        if mask is None:
+            continue
+        mask = np.asarray(mask)
+        if mask.shape != tuple(shapes[key]):
+            raise ValueError(f"weight mask {key} has shape {mask.shape}, expected {tuple(shapes[key])}")
+        mask = mask.astype(dtype, copy=False)
+        check_finite(mask, f"weight mask {key}")
+        if mask.size and (mask.min() < -MASK_SLACK or mask.max() > 1 + MASK_SLACK):
+            raise ValueError(f"weight mask {key} has values in [{mask.min():g}, {mask.max():g}]; gates lie in [0, 1]")
+        out[key] = mask
+    return out
+
+
+def masked_weight(M: np.ndarray, masks: dict, key: str) -> np.ndarray:
+    """The effective matrix ``M * masks[key]`` (the matrix itself where it has no weight gates)."""
+    return M if key not in masks else M * masks[key]
+
+
+def weight_mask_grads(grads: dict, params: dict, masks: dict) -> dict:
+    """Chain the gradients of the effective matrices ``M_eff = M * mask`` (``grads[key]``, in
+    place) to the matrices, ``dM = dM_eff * mask``, and the masks, ``d mask = dM_eff * M``
+    (returned as ``grads[key + "_mask"]``)."""
+    for key, mask in masks.items():
+        d_eff = grads[key]
+        grads[key + "_mask"] = d_eff * params[key]
+        grads[key] = d_eff * mask
+    return grads
+
+
 def tile_blocks(s: np.ndarray, blocks: int) -> np.ndarray:
     """``tile(s, G)`` along the last axis: (..., n) -> (..., G*n), one copy per gate block."""
     return np.tile(s, (1,) * (s.ndim - 1) + (blocks,))

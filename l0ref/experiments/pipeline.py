@@ -112,7 +112,7 @@ def start(spec: RunSpec, log: Callable[[str], None]):
     corpus = spec.corpus_obj or _corpus(spec.corpus)
     m = spec.model
     mc = models.ModelConfig(m["cell"], len(corpus.vocab), m["emb_size"], tuple(m["hidden_sizes"]),
-                            dict(m.get("cell_options", {})))
+                            dict(m.get("cell_options", {})), tuple(m.get("gate_families", ("neurons",))))
     training.check_fits(mc, spec.train)
     state = training.init_state(mc, spec.train, corpus.train.size, corpus.vocab.to_list(), corpus.level)
     state.meta["corpus"] = dict(spec.corpus)
@@ -134,7 +134,7 @@ def describe_run(state, corpus, source: str, out: Path, reference: dict, log) ->
     sizes = " x ".join(str(n) for n in mc.hidden_sizes)
     opts = "".join(f", {k} {v}" for k, v in mc.cell_options.items())
     log(f"model: {mc.cell.upper()}, embedding {mc.emb_size}, hidden {sizes}{opts}, "
-        f"{models.n_params(mc, state.params):,} parameters, {cfg.dtype}")
+        f"{models.n_params(mc, state.params):,} parameters, {cfg.dtype}, gates: {', '.join(mc.gate_families)}")
     w = state.penalty_weights
     if isinstance(w, training.TargetController):
         what = "multiply-adds per token" if w.measure == "macs" else "embedding and recurrent weights"
@@ -194,7 +194,7 @@ def train(spec: RunSpec, state, corpus, out: Path, log) -> dict:
 
 def perplexities(state, params, corpus) -> dict:
     """``valid_ppl`` and ``test_ppl`` with test-time gates (None for a missing split)."""
-    cfg, g = state.config, models.inference_gates(params)
+    cfg, g = state.config, models.eval_gates(params)
     out = {}
     for split in ("valid", "test"):
         ids = getattr(corpus, split)
@@ -213,7 +213,7 @@ def check_compaction(mc, params, cm, tokens) -> dict:
     """Compare, on ``tokens`` (T, B), the masked full model (NumPy, test-time gates) with the
     compact model in NumPy and in the numba kernel.  ``ValueError`` if they differ by more
     than rounding: 1e-9 (float64) / 2e-4 (float32) in log-probability."""
-    ref, _ = models.log_probs(mc, params, tokens, gates=models.inference_gates(params))
+    ref, _ = models.log_probs(mc, params, tokens, gates=models.eval_gates(params))
     small, _ = models.log_probs(cm.config, cm.params, tokens)
     ker, _ = fast.log_probs(cm.config, cm.params, tokens)
     d_np = float(np.max(np.abs(ref - small)))
@@ -256,7 +256,7 @@ def time_compaction(mc, params, cm, tokens, budget: float = 3.0, threads: int | 
     import numba
 
     full = compact_mod.compact(mc, params, [np.ones(n, params["emb"].dtype) for n in mc.group_sizes])
-    g = models.inference_gates(params)
+    g = models.eval_gates(params)
     before = numba.get_num_threads()
     threads = before if threads is None else int(threads)
 
@@ -384,6 +384,9 @@ def _run_locked(spec: RunSpec, out: Path, log) -> dict:
     st = compact_mod.size_report(cm)
     log("")
     log(compact_mod.format_size_report(st))
+    constant = compact_mod.format_constant_gates(cm)
+    if constant:
+        log(constant)
     speed = time_compaction(mc, params, cm, tokens, budget=spec.timing_seconds, threads=spec.threads)
     log("")
     log(speed["message"])
@@ -403,7 +406,9 @@ def _run_locked(spec: RunSpec, out: Path, log) -> dict:
         macs_before=st.macs_before, macs_after=st.macs_after, compact_max_abs_diff=check["max_abs_diff"],
         timing=speed["times"], speedup=speed["speedup"], threads=speed["threads"],
         train_seconds=state.elapsed, wall_seconds=time.perf_counter() - t0,
-        config={"model": mc.to_dict(), "train": cfg.to_dict()}, data=source, **size_target(state, params, st))
+        config={"model": mc.to_dict(), "train": cfg.to_dict()}, data=source, gate_families=list(mc.gate_families),
+        constant_gates=compact_mod.constant_gates(cm),
+        sparse_matrices=[sorted(layer["sparse"]) for layer in cm.structure], **size_target(state, params, st))
     if "target" in summary:
         t = summary["target"]
         log(f"size target: {t['measure']} {t['target']:g}; expected {t['expected']:.4f}, realized (compact model) "

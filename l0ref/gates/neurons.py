@@ -29,9 +29,9 @@ def group_sizes(input_size: int, hidden_sizes: Sequence[int]) -> list[int]:
     return [int(input_size)] + [int(n) for n in hidden_sizes]
 
 
-def init_log_alpha(sizes: Sequence[int], rng: np.random.Generator, *, drop_rate: float | None = None,
+def init_log_alpha(sizes: Sequence, rng: np.random.Generator, *, drop_rate: float | None = None,
                    mean: float = 1.0, std: float = 0.1, dtype=np.float64) -> list[np.ndarray]:
-    """Initial ``log_alpha`` per group.
+    """Initial ``log_alpha`` per group (``sizes``: an int or a shape per group).
 
     By default ``log_alpha ~ N(mean=1, std=0.1)`` as in Wen et al. section 4.
     With ``drop_rate`` given, Louizos et al.'s choice instead:

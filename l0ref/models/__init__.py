@@ -4,9 +4,9 @@ et al. section 4.1 built on it (``language.py``); ``config.py`` says what a mode
 from . import language, roles, stack
 from .config import ModelConfig
 from .language import (backward, check_params, check_tokens, cross_entropy, forward, inference_gates, init_params,
-                       layer_blocks, log_probs, log_softmax, neuron_log_alpha)
+                       layer_blocks, log_probs, log_softmax, neuron_log_alpha, eval_gates)
 from .roles import n_params
 
 __all__ = ["ModelConfig", "language", "roles", "stack", "backward", "check_params", "check_tokens", "cross_entropy",
            "forward", "inference_gates", "init_params", "layer_blocks", "log_probs", "log_softmax",
-           "neuron_log_alpha", "n_params"]
+           "neuron_log_alpha", "n_params", "eval_gates"]

@@ -14,7 +14,8 @@ class ModelConfig:
 
     ``hidden_sizes`` (n_1, ..., n_L); ``cell_options`` e.g. ``{"depth": 10}`` for the RHN
     (each cell lists its own, ``cell.OPTIONS``); ``gate_families`` which gates the model
-    has (``gates/families.py``; today ``("neurons",)``, the gates of Wen et al.).
+    has (``gates/families.py``: ``("neurons",)``, the gates of Wen et al., by default; any of
+    ``preact``, ``weights``, ``vocab`` added, Lobacheva et al.'s), kept in canonical order.
     """
 
     cell: str
@@ -37,12 +38,11 @@ class ModelConfig:
         object.__setattr__(self, "cell_options", check_options(cell, dict(self.cell_options)))
         if isinstance(self.gate_families, str) or not isinstance(self.gate_families, (list, tuple)):
             raise ValueError(f"gate_families must be a list or tuple of names, got {self.gate_families!r}")
-        object.__setattr__(self, "gate_families", tuple(self.gate_families))
-        for name in self.gate_families:
-            gates_mod.get_family(name)
+        object.__setattr__(self, "gate_families", gates_mod.canonical_families(self.gate_families))
         if not self.hidden_sizes:
             raise ValueError("a model needs at least one recurrent layer (hidden_sizes is empty)")
         cell.param_shapes(self.emb_size, self.hidden_sizes[0], **self.cell_options)   # checks option values
+        gates_mod.groups(self)                          # a family the cell lacks is refused here
 
     @property
     def n_layers(self) -> int:

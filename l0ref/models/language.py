@@ -103,8 +103,53 @@ def neuron_log_alpha(params: dict) -> list[np.ndarray]:
 
 
 def inference_gates(params: dict) -> list[np.ndarray]:
-    """The test-time neuron gates (Eq. 10, 11) of a full model, one (size,) vector per group."""
+    """The test-time neuron gates (Eq. 10, 11) of a full model, one (size,) vector per group
+    (:func:`eval_gates` gives every family's)."""
     return gates_mod.deterministic_gates(neuron_log_alpha(params))
+
+
+def eval_gates(params: dict) -> dict:
+    """The test-time gates (Eq. 10, 11) of every family of a full model, ``{family: [array
+    per group]}``: what ``forward`` and ``log_probs`` take to evaluate it."""
+    try:
+        log_alpha = params[gates_mod.PARAMS_KEY]
+    except (KeyError, TypeError):
+        raise ValueError("the parameters have no neuron gates (a compact model has none)") from None
+    return gates_mod.eval_gates(log_alpha)
+
+
+def embed(emb: np.ndarray, tokens: np.ndarray, gates: dict) -> np.ndarray:
+    """The stack's input (T, B, e): ``emb[tokens]``, each row times its word's vocabulary
+    gate where the model has them (``v[w] * emb[w]``: a pruned word embeds as zeros)."""
+    x = emb[tokens]
+    if "vocab" in gates:
+        x = x * _word_gates(gates["vocab"][0], tokens)[..., None]
+    return x
+
+
+def _word_gates(v: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """The vocabulary gate of every token (T, B): ``v[w]``, or ``v[b, w]`` per sequence."""
+    return v[tokens] if v.ndim == 1 else v[np.arange(tokens.shape[1])[None, :], tokens]
+
+
+def embed_backward(emb: np.ndarray, tokens: np.ndarray, gates: dict, d_x: np.ndarray):
+    """Adjoint of :func:`embed`: ``(d_emb (V, e), d_vocab)``, the latter of the vocabulary
+    gate's shape (None without vocabulary gates)."""
+    T, B = tokens.shape
+    d_emb = np.zeros_like(emb)
+    if "vocab" not in gates:
+        np.add.at(d_emb, tokens.reshape(-1), d_x.reshape(T * B, -1))
+        return d_emb, None
+    v = gates["vocab"][0]
+    np.add.at(d_emb, tokens.reshape(-1), (d_x * _word_gates(v, tokens)[..., None]).reshape(T * B, -1))
+    d_word = np.einsum("tbe,tbe->tb", d_x, emb[tokens])            # dL/d v[w] at every position
+    d_v = np.zeros_like(v)
+    if v.ndim == 1:
+        np.add.at(d_v, tokens.reshape(-1), d_word.reshape(-1))
+    else:
+        np.add.at(d_v, (np.broadcast_to(np.arange(B)[None, :], (T, B)).reshape(-1), tokens.reshape(-1)),
+                  d_word.reshape(-1))
+    return d_emb, d_v
 
 
 def check_tokens(tokens, vocab_size: int, name: str = "tokens") -> np.ndarray:
@@ -172,7 +217,7 @@ def _embed_and_run(config: ModelConfig, params: dict, tokens, gates, state0, dro
     T, B = tokens.shape
     g = stack.check_gates(config, gates, B, dtype)
     drop = stack.dropout_masks(config, (T, B), dropout, rng, dtype)
-    x = params["emb"][tokens]                                    # (T, B, e)
+    x = embed(params["emb"], tokens, g)                          # (T, B, e)
     x, finals, caches = stack.forward(config, params["layers"], x, g, state0, drop, keep_caches=keep_caches)
     return x, finals, dict(gates=g, drop=drop, caches=caches)
 
@@ -181,7 +226,8 @@ def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, stat
             dropout: float = 0.0, rng: np.random.Generator | None = None):
     """Mean cross-entropy of predicting ``targets`` from ``tokens``, both (T, B).
 
-    ``gates``: L + 1 gate arrays (sampled or test-time), None for all ones.
+    ``gates``: ``{family: [array per group]}`` (sampled or test-time; ``stack.check_gates``),
+    or the L + 1 neuron gate arrays alone, or None for all ones.
     ``state0``: a list with each layer's initial state (the cell's form) or None.
     Returns ``(loss, final_states, cache)``.
     """
@@ -194,7 +240,7 @@ def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, stat
     g, drop = run["gates"], run["drop"]
     L = config.n_layers
     h = x if drop[L] is None else x * drop[L]                   # (T, B, n_L)
-    hs = h * g[L]                                                # the output layer reads s_L * h_L
+    hs = h * g["neurons"][L]                                     # the output layer reads s_L * h_L
     loss, out_cache = softmax_loss_forward(hs.reshape(T * B, -1), params["out_W"], params["out_b"],
                                            targets.reshape(-1))
     cache = dict(run, tokens=tokens, targets=targets, config=config, params=params, h=h, hs=hs, out=out_cache)
@@ -203,7 +249,8 @@ def forward(config: ModelConfig, params: dict, tokens, targets, gates=None, stat
 
 def backward(cache: dict) -> dict:
     """Gradients of the mean cross-entropy: ``emb, layers, out_W, out_b`` like the
-    parameters, and ``gates``: one array per gate group, of the shape it was given."""
+    parameters, and ``gates``: ``{family: [one array per group]}`` for every family the
+    forward had, each of the shape it was given."""
     config, params = cache["config"], cache["params"]
     tokens, targets, g, drop = cache["tokens"], cache["targets"], cache["gates"], cache["drop"]
     T, B = tokens.shape
@@ -213,16 +260,17 @@ def backward(cache: dict) -> dict:
                                                    params["out_W"], targets.reshape(-1))
     grads = {"out_W": d_out_W, "out_b": d_out_b}
     d_hs = d_hs.reshape(T, B, -1)                                # (T, B, n_L)
-    d_out_gate = reduce_to_mask(d_hs * cache["h"], g[L])
-    d_x = d_hs * g[L]
+    s_L = g["neurons"][L]
+    d_out_gate = reduce_to_mask(d_hs * cache["h"], s_L)
+    d_x = d_hs * s_L
     if drop[L] is not None:
         d_x = d_x * drop[L]
-    layer_grads, d_z, d_s, d_x = stack.backward(config, cache["caches"], d_x, drop)
-    d_emb = np.zeros_like(params["emb"])
-    np.add.at(d_emb, tokens.reshape(-1), d_x.reshape(T * B, -1))
-    grads["emb"] = d_emb
+    layer_grads, d_z, d_s, d_lob, d_x = stack.backward(config, cache["caches"], d_x, drop, g)
+    grads["emb"], d_vocab = embed_backward(params["emb"], tokens, g, d_x)
     grads["layers"] = layer_grads
-    grads["gates"] = gates_mod.gate_grads(d_z, d_s, d_out_gate)
+    grads["gates"] = {"neurons": gates_mod.gate_grads(d_z, d_s, d_out_gate), **d_lob}
+    if d_vocab is not None:
+        grads["gates"]["vocab"] = [d_vocab]
     return grads
 
 
@@ -230,11 +278,11 @@ def log_probs(config: ModelConfig, params: dict, tokens, gates=None, state0=None
     """Evaluation forward: log-probabilities of the next token, (T, B, V), and final states.
 
     No dropout.  With ``gates`` None all gates are one (a compact model, whose gates
-    are folded into its weights); for a full model pass :func:`inference_gates`.
+    are folded into its weights); for a full model pass :func:`eval_gates`.
     """
     tokens = check_tokens(tokens, config.vocab_size)
     x, finals, run = _embed_and_run(config, params, tokens, gates, state0, keep_caches=False)
-    return log_softmax((x * run["gates"][-1]) @ params["out_W"].T + params["out_b"]), finals
+    return log_softmax((x * run["gates"]["neurons"][-1]) @ params["out_W"].T + params["out_b"]), finals
 
 
 def cross_entropy(logp: np.ndarray, targets) -> float:
@@ -250,5 +298,6 @@ def layer_blocks(config: ModelConfig) -> list[tuple[int, int]]:
 
 
 __all__ = ["ModelConfig", "init_params", "check_params", "check_tokens", "neuron_log_alpha", "inference_gates",
+           "eval_gates", "embed", "embed_backward",
            "forward", "backward", "log_probs", "cross_entropy", "log_softmax", "n_params", "layer_blocks",
            "softmax_loss_forward", "softmax_loss_backward"]

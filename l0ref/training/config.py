@@ -33,6 +33,9 @@ class TrainConfig:
     weight_decay: float = 1e-6        #: L2 on weight matrices (not biases, not log_alpha)
     lam1: tuple = (1.0,)              #: per layer, multiples of 0.08/N (one value = all layers)
     lam2: tuple = (1.0,)
+    lam_vocab: float = 0.1            #: the embedding's expected nonzero entries (vocabulary gates only; see docs)
+    lam_preact: tuple = (0.0,)        #: per layer: the preactivation gates' own count (extra push)
+    lam_weights: tuple = (0.0,)       #: per layer: the weight gates' own count (extra push)
     log_alpha_init: float = 1.0       #: mean of the N(mean, std) init (Wen et al.: N(1, 0.1))
     log_alpha_std: float = 0.1
     log_alpha_lr_scale: float = 1.0   #: learning-rate multiplier for log_alpha
@@ -50,7 +53,7 @@ class TrainConfig:
     target_lam2: float = 20.0         #: initial quadratic multiplier of the target's Lagrangian
 
     def __post_init__(self):
-        for name in ("lam1", "lam2", "adam_betas"):
+        for name in ("lam1", "lam2", "lam_preact", "lam_weights", "adam_betas"):
             v = getattr(self, name)
             v = (v,) if np.ndim(v) == 0 else tuple(v)
             object.__setattr__(self, name, tuple(float(x) for x in v))
@@ -99,7 +102,10 @@ class TrainConfig:
             raise ValueError(f"log_alpha_lr_scale must be >= 0, got {self.log_alpha_lr_scale!r}")
         if not self.adam_eps > 0:
             raise ValueError(f"adam_eps must be > 0, got {self.adam_eps!r}")
-        for name in ("lam1", "lam2"):
+        if isinstance(self.lam_vocab, bool) or not isinstance(self.lam_vocab, (int, float)) or \
+                not math.isfinite(self.lam_vocab) or not 0 <= self.lam_vocab <= MAX_LAMBDA:
+            raise ValueError(f"lam_vocab must be finite and in [0, {MAX_LAMBDA:g}], got {self.lam_vocab!r}")
+        for name in ("lam1", "lam2", "lam_preact", "lam_weights"):
             v = getattr(self, name)
             if not v:
                 raise ValueError(f"{name} needs at least one value")
@@ -131,7 +137,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("lam1", "lam2", "adam_betas"):
+        for k in ("lam1", "lam2", "lam_preact", "lam_weights", "adam_betas"):
             d[k] = list(d[k])
         return d
 

@@ -16,7 +16,7 @@ def evaluate(model_config: models.ModelConfig, params: dict, ids: np.ndarray, *,
              bptt: int = 35, gates=None, log_probs_fn: Callable | None = None) -> float:
     """Mean negative log-likelihood per token of ``ids`` (L,), state carried across windows.
 
-    ``gates`` are passed to ``models.log_probs`` (use ``gates.test_gates(log_alpha)`` for a
+    ``gates`` are passed to ``models.log_probs`` (use ``models.eval_gates(params)`` for a
     full model, None for a compact one).  ``log_probs_fn(config, params, tokens, state0)``
     -> ``(logp, finals)`` replaces it (e.g. a kernel).  The batch size shrinks for short
     texts; every prediction of the batched streams counts once.
@@ -52,10 +52,18 @@ def expected_size(model_config: models.ModelConfig, params: dict) -> dict:
     return {
         "live": live_neurons(params),
         "sizes": list(model_config.group_sizes),
-        "expected_nonzero": penalties.expected_nonzero_weights(models.neuron_log_alpha(params),
-                                                               models.layer_blocks(model_config)),
+        "expected_nonzero": expected_nonzero(model_config, params),
         "recurrent_weights": int(full),
     }
+
+
+def expected_nonzero(model_config: models.ModelConfig, params: dict) -> float:
+    """The expected number of nonzero effective weights of the recurrent stack, every gate
+    block and every gate family counted (``penalties``)."""
+    log_alpha = params[gates_mod.PARAMS_KEY]
+    if set(log_alpha) == {"neurons"}:
+        return penalties.expected_nonzero_weights(log_alpha["neurons"], models.layer_blocks(model_config))
+    return float(sum(penalties.expected_nonzero_all(model_config, log_alpha)))
 
 
 def reference_perplexities(train_ids: np.ndarray, ids: np.ndarray, vocab_size: int) -> dict:

@@ -8,8 +8,7 @@ import threading
 import time
 from typing import Callable
 
-from .. import models
-from .. import penalties
+from ..gates import PARAMS_KEY
 from .checkpoints import save_checkpoint
 from .evaluate import expected_size, live_neurons
 from .state import TrainState
@@ -54,12 +53,11 @@ def _fmt_count(x: float) -> str:
 def status_line(state: TrainState, stats: dict, tok_per_s: float) -> str:
     """The progress line: epoch, step, speed, loss, perplexity, live neurons, E[nonzero]."""
     live = "/".join(str(n) for n in live_neurons(state.params))
-    nnz = penalties.expected_nonzero_weights(models.neuron_log_alpha(state.params),
-                                             models.layer_blocks(state.model_config))
+    nnz = expected_size(state.model_config, state.params)["expected_nonzero"]
     last = state.history[-1] if state.history else None
     val = f" | val ppl {last['valid_ppl']:.1f}" if last and last.get("valid_ppl") is not None else ""
     loss = stats["loss"]
-    ctrl = state.penalty_weights.record(state.model_config, models.neuron_log_alpha(state.params), state.fraction)
+    ctrl = state.penalty_weights.record(state.model_config, state.params[PARAMS_KEY], state.fraction)
     target = (f" | target {ctrl['target']:.3f} E[{ctrl['measure']}] {ctrl['expected_fraction']:.3f}"
               if ctrl else "")
     return (f"ep {state.epoch + 1}/{state.config.epochs} step {state.step} | {tok_per_s / 1e3:.1f}k tok/s"
@@ -82,7 +80,7 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
     st = expected_size(mc, p)
     entry["live"] = st["live"]
     entry["expected_nonzero"] = st["expected_nonzero"]
-    la = models.neuron_log_alpha(p)
+    la = p[PARAMS_KEY]
     entry["penalty"] = float(state.penalty_weights.penalty(mc, la, state.fraction)[0])
     entry.update(state.penalty_weights.record(mc, la, state.fraction))
     entry["elapsed"] = state.elapsed

@@ -6,7 +6,6 @@ import math
 import numpy as np
 
 from .. import gates as gates_mod
-from .. import models
 from ..tree import leaves
 from .optim import add_weight_decay, update
 from .tasks import lm_loss_and_grads
@@ -25,20 +24,23 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     """
     mc, cfg, p = state.model_config, state.config, state.params
     B = inputs.shape[1]
-    log_alpha = models.neuron_log_alpha(p)
+    log_alpha = p[gates_mod.PARAMS_KEY]              # {family: [array per group]}
+    families = gates_mod.families
 
-    # Gates: one hard concrete sample per sequence (B, size) per group (Eq. 8).
-    u = gates_mod.draw_uniforms(log_alpha, B, state.rng)
-    g = gates_mod.sample_gates(log_alpha, u)
+    # Gates: hard concrete samples (Eq. 8), one per sequence (B, size) per group, or one
+    # per minibatch for the weight gates (``gates/families.py``).
+    u = families.draw_uniforms(mc, log_alpha, B, state.rng)
+    g = families.sample_gates(log_alpha, u)
     loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
-    d_log_alpha = gates_mod.log_alpha_grads(log_alpha, u, grads.pop("gates"))
+    d_log_alpha = families.log_alpha_grads(log_alpha, u, grads.pop("gates"))
 
-    # The penalty and its gradient: Eq. 7 (with P(gate != 0) of Eq. 9), or a size target's
-    # Lagrangian (``weights.py``).
+    # The penalty and its gradient: Eq. 7 (with P(gate != 0) of Eq. 9; every gate family's
+    # expected nonzero weights), or a size target's Lagrangian (``weights.py``).
     pen, d_pen = state.penalty_weights.penalty(mc, log_alpha, state.fraction)
     state.penalty_weights.after_step(mc, log_alpha, state.fraction)     # a controller's multipliers ascend
-    grads[gates_mod.PARAMS_KEY] = {"neurons": [(a + b).astype(state.dtype, copy=False)
-                                               for a, b in zip(d_log_alpha, d_pen)]}
+    grads[gates_mod.PARAMS_KEY] = {name: [(a + b).astype(state.dtype, copy=False)
+                                          for a, b in zip(d_log_alpha[name], d_pen[name])]
+                                   for name in log_alpha}
 
     g_leaves, p_leaves = leaves(grads), leaves(p)
     if len(g_leaves) != len(p_leaves):

@@ -17,7 +17,7 @@ from .. import models
 
 def lm_loss_and_grads(model_config, params, inputs, targets, gates, state0, dropout, rng):
     """Mean cross-entropy per token of one window and its gradients (``models.language``):
-    ``(loss, final_states, grads)``, ``grads["gates"]`` the neuron gates' gradients."""
+    ``(loss, final_states, grads)``, ``grads["gates"]`` the gates' gradients, ``{family: [...]}``."""
     loss, finals, cache = models.forward(model_config, params, inputs, targets, gates, state0=state0,
                                          dropout=dropout, rng=rng)
     return loss, finals, models.backward(cache)
@@ -44,7 +44,7 @@ class LanguageModeling:
             return {"valid_loss": None, "valid_ppl": None}
         from .evaluate import evaluate
         nll = evaluate(model_config, params, self.valid_ids, batch_size=config.eval_batch_size, bptt=config.bptt,
-                       gates=models.inference_gates(params))
+                       gates=models.eval_gates(params))
         return {"valid_loss": nll, "valid_ppl": math.exp(min(nll, 50))}
 
 

@@ -42,7 +42,7 @@ import math
 from dataclasses import dataclass
 
 
-from ..penalties import expected_size, full_size, penalty, per_layer, realized_size
+from ..penalties import expected_size, full_size, penalty_all, per_layer, realized_size
 from .config import LAMBDA_UNIT
 
 
@@ -58,36 +58,53 @@ def broadcast_layers(values, n_layers: int, name: str) -> list[float]:
 
 @dataclass
 class PenaltyWeights:
-    """Absolute per-layer ``lam1`` (input gates) and ``lam2`` (hidden gates) of Eq. 7."""
+    """Absolute per-layer ``lam1`` (input matrices) and ``lam2`` (recurrent matrices) of
+    Eq. 7; with Lobacheva et al.'s gates also ``lam_vocab`` (the embedding's expected
+    nonzero entries) and the per-layer ``lam_preact``, ``lam_weights`` (each family's own
+    gate count; ``penalties.penalty_all``)."""
 
     lam1: list
     lam2: list
+    lam_vocab: float = 0.0
+    lam_preact: list | None = None
+    lam_weights: list | None = None
     KIND = "fixed"
     DECAY_GATE_LR = True      #: the learning-rate decay applies to the gates as well
 
     def __post_init__(self):
         if len(self.lam1) != len(self.lam2):
             raise ValueError(f"lam1 has {len(self.lam1)} layers, lam2 {len(self.lam2)}")
-        self.lam1 = per_layer(self.lam1, len(self.lam1), "lam1")
-        self.lam2 = per_layer(self.lam2, len(self.lam2), "lam2")
+        L = len(self.lam1)
+        self.lam1 = per_layer(self.lam1, L, "lam1")
+        self.lam2 = per_layer(self.lam2, L, "lam2")
+        self.lam_vocab = per_layer([self.lam_vocab], 1, "lam_vocab")[0]
+        self.lam_preact = per_layer([0.0] * L if self.lam_preact is None else self.lam_preact, L, "lam_preact")
+        self.lam_weights = per_layer([0.0] * L if self.lam_weights is None else self.lam_weights, L, "lam_weights")
 
     @classmethod
     def from_config(cls, config, n_layers: int, n_train_tokens: int) -> "PenaltyWeights":
-        """The config's multipliers (``lam1``, ``lam2``) times ``0.08 / n_train_tokens``."""
+        """The config's multipliers (``lam1``, ``lam2``, ``lam_vocab``, ``lam_preact``,
+        ``lam_weights``) times ``0.08 / n_train_tokens``."""
         if n_train_tokens < 1:
             raise ValueError(f"the number of training tokens must be >= 1, got {n_train_tokens}")
         unit = LAMBDA_UNIT / n_train_tokens
-        lam1 = per_layer(broadcast_layers(config.lam1, n_layers, "lam1"), n_layers, "lam1")
-        lam2 = per_layer(broadcast_layers(config.lam2, n_layers, "lam2"), n_layers, "lam2")
-        return cls([x * unit for x in lam1], [x * unit for x in lam2])
+
+        def layers(name):
+            values = per_layer(broadcast_layers(getattr(config, name), n_layers, name), n_layers, name)
+            return [x * unit for x in values]
+
+        return cls(layers("lam1"), layers("lam2"), config.lam_vocab * unit, layers("lam_preact"),
+                   layers("lam_weights"))
 
     def current(self) -> tuple[list[float], list[float]]:
         """``(lam1, lam2)`` for the next step, one value per layer."""
         return self.lam1, self.lam2
 
-    def penalty(self, model_config, log_alphas, fraction: float = 0.0):
-        """Eq. 7 and its gradient in every group's ``log_alpha``."""
-        return penalty(log_alphas, self.lam1, self.lam2)
+    def penalty(self, model_config, log_alpha: dict, fraction: float = 0.0):
+        """Eq. 7 (generalized to every gate family present) and its gradient in every
+        group's ``log_alpha``, ``{family: [...]}``."""
+        return penalty_all(model_config, log_alpha, self.lam1, self.lam2, self.lam_vocab, self.lam_preact,
+                           self.lam_weights)
 
     def after_step(self, model_config, log_alphas, fraction: float) -> None:
         """Fixed weights: nothing changes."""
@@ -101,19 +118,27 @@ class PenaltyWeights:
 
     def to_json(self) -> dict:
         """What a checkpoint stores (JSON floats round-trip exactly)."""
-        return {"kind": self.KIND, "lam1": list(self.lam1), "lam2": list(self.lam2)}
+        return {"kind": self.KIND, "lam1": list(self.lam1), "lam2": list(self.lam2), "lam_vocab": self.lam_vocab,
+                "lam_preact": list(self.lam_preact), "lam_weights": list(self.lam_weights)}
 
     @classmethod
     def from_json(cls, d, n_layers: int) -> "PenaltyWeights":
-        """Inverse of :meth:`to_json`; ``ValueError`` for anything else."""
-        if not isinstance(d, dict) or d.get("kind") != cls.KIND or set(d) != {"kind", "lam1", "lam2"}:
-            raise ValueError(f"penalty weights must be {{'kind': {cls.KIND!r}, 'lam1': [...], 'lam2': [...]}}, got {d!r}")
-        for name in ("lam1", "lam2"):
-            v = d[name]
+        """Inverse of :meth:`to_json` (the keys after ``lam2`` are optional: a checkpoint of
+        before Lobacheva et al.'s gates has none); ``ValueError`` for anything else."""
+        optional = {"lam_vocab", "lam_preact", "lam_weights"}
+        if not isinstance(d, dict) or d.get("kind") != cls.KIND or not {"kind", "lam1", "lam2"} <= set(d) or \
+                not set(d) <= {"kind", "lam1", "lam2"} | optional:
+            raise ValueError(f"penalty weights must be {{'kind': {cls.KIND!r}, 'lam1': [...], 'lam2': [...]}} "
+                             f"(and optionally {sorted(optional)}), got {d!r}")
+        for name in ("lam1", "lam2", "lam_preact", "lam_weights"):
+            v = d.get(name, [0.0] * n_layers)
             if not isinstance(v, list) or len(v) != n_layers or not all(
                     isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v):
                 raise ValueError(f"penalty weights {name} must be {n_layers} finite numbers, got {v!r}")
-        return cls(list(d["lam1"]), list(d["lam2"]))
+        v = d.get("lam_vocab", 0.0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"penalty weight lam_vocab must be a finite number, got {v!r}")
+        return cls(list(d["lam1"]), list(d["lam2"]), v, d.get("lam_preact"), d.get("lam_weights"))
 
 
 @dataclass
@@ -159,13 +184,15 @@ class TargetController:
         value, grads = expected_size(model_config, log_alphas, self.measure)
         return value / full, [g / full for g in grads]
 
-    def penalty(self, model_config, log_alphas, fraction: float = 0.0):
-        """``lam1 (s - t) + lam2 (s - t)**2`` and its gradient in every group's ``log_alpha``."""
+    def penalty(self, model_config, log_alpha: dict, fraction: float = 0.0):
+        """``lam1 (s - t) + lam2 (s - t)**2`` and its gradient in every group's ``log_alpha``
+        (``{"neurons": [...]}``: a size target is built for the neuron gates alone)."""
+        log_alphas = neuron_groups(log_alpha)
         s, ds = self.expected_fraction(model_config, log_alphas)
         d = s - self.target_at(fraction)
         scale = self.lam1 + 2 * self.lam2 * d
         dtype = log_alphas[0].dtype
-        return float(self.lam1 * d + self.lam2 * d * d), [(scale * g).astype(dtype) for g in ds]
+        return float(self.lam1 * d + self.lam2 * d * d), {"neurons": [(scale * g).astype(dtype) for g in ds]}
 
     def realized_fraction(self, model_config, log_alphas) -> float:
         """The size of the compact model that the test-time gates would give now, over the full size."""
@@ -188,6 +215,7 @@ class TargetController:
 
     def after_step(self, model_config, log_alphas, fraction: float) -> None:
         """Gradient ascent of the multipliers at the parameters just used."""
+        log_alphas = neuron_groups(log_alphas)
         t = self.target_at(fraction)
         d = (self.measured_fraction(model_config, log_alphas, fraction) - t) / t     # relative distance
         self.lam1 += self.lr * d
@@ -198,6 +226,7 @@ class TargetController:
 
     def record(self, model_config, log_alphas, fraction: float) -> dict:
         """Target, expected fraction and multipliers, for the history and its plot."""
+        log_alphas = neuron_groups(log_alphas)
         s, _ = self.expected_fraction(model_config, log_alphas)
         return {"target": self.target_at(fraction), "expected_fraction": s, "measure": self.measure,
                 "realized_fraction": self.realized_fraction(model_config, log_alphas),
@@ -216,6 +245,18 @@ class TargetController:
             if isinstance(d[k], bool) or not isinstance(d[k], (int, float)):
                 raise ValueError(f"penalty weights {k} must be a number, got {d[k]!r}")
         return cls(d["measure"], d["target"], d["warmup"], d["lr"], d["lam1"], d["lam2"])
+
+
+def neuron_groups(log_alpha) -> list:
+    """The neuron groups of a ``log_alpha`` dict (or the list itself), refusing other
+    families: a size target counts the compact model's dense sizes, which only the
+    neuron gates set."""
+    if not isinstance(log_alpha, dict):
+        return log_alpha
+    if set(log_alpha) != {"neurons"}:
+        raise ValueError(f"a size target works with the neuron gates alone; this model also has "
+                         f"{sorted(set(log_alpha) - {'neurons'})} gates (give lambdas instead)")
+    return log_alpha["neurons"]
 
 
 def from_config(config, n_layers: int, n_train_tokens: int):
