@@ -272,3 +272,36 @@ def test_weight_gates_are_drawn_once_per_minibatch_and_the_others_per_sequence()
             want = hc.sample_grad(a, uu)
             want = want if want.shape == a.shape else want.sum(axis=0)    # per sequence: the draws add up
             np.testing.assert_allclose(g, want, rtol=1e-13)
+
+
+# --- The chain to log_alpha through the whole language model -------------------------------------
+
+@pytest.mark.parametrize("test_time", [False, True], ids=["sampled", "test_time"])
+@pytest.mark.parametrize("name", LOBACHEVA_CELLS)
+def test_log_alpha_gradient_of_every_family_through_the_model(name, test_time):
+    """d loss / d log_alpha of every group of every family, through the language model and
+    the sampled (Eq. 8, fixed uniforms) or test-time (Eq. 10, 11) gates, against central
+    differences.  log_alpha in [-1, 1] and uniforms in [0.4, 0.6] keep every gate inside
+    (0, 1), away from the clamp's kinks."""
+    rng = np.random.default_rng(7)
+    config = _config(name, 2, 3, ("neurons", "preact", "weights", "vocab"), V=4, depth=2)
+    params = models.init_params(config, rng, np.float64, init_range=0.8)
+    la = {f: [rng.uniform(-1, 1, g.shape) for g in gates_mod.get_family(f).groups(config)]
+          for f in config.gate_families}
+    params["log_alpha"] = la
+    T, B = 3, 2
+    tokens, targets = rng.integers(0, 4, (T, B)), rng.integers(0, 4, (T, B))
+    fam = gates_mod.families
+    u = {f: [rng.uniform(0.4, 0.6, a.shape if g.drawn == gates_mod.PER_MINIBATCH else (B,) + a.shape)
+             for g, a in zip(gates_mod.get_family(f).groups(config), la[f])] for f in la}
+
+    def gate_values():
+        return fam.eval_gates(la) if test_time else fam.sample_gates(la, u)
+
+    def loss():
+        return models.forward(config, params, tokens, targets, gate_values())[0]
+
+    grads = models.backward(models.forward(config, params, tokens, targets, gate_values())[2])["gates"]
+    analytic = fam.log_alpha_grads_test(la, grads) if test_time else fam.log_alpha_grads(la, u, grads)
+    inputs = {f"{f}.{j}": a for f, arrs in la.items() for j, a in enumerate(arrs)}
+    check_gradients(loss, inputs, {f"{f}.{j}": a for f, arrs in analytic.items() for j, a in enumerate(arrs)})
