@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -305,3 +306,38 @@ def test_log_alpha_gradient_of_every_family_through_the_model(name, test_time):
     analytic = fam.log_alpha_grads_test(la, grads) if test_time else fam.log_alpha_grads(la, u, grads)
     inputs = {f"{f}.{j}": a for f, arrs in la.items() for j, a in enumerate(arrs)}
     check_gradients(loss, inputs, {f"{f}.{j}": a for f, arrs in analytic.items() for j, a in enumerate(arrs)})
+
+
+# --- The kernel skips the constant rows ------------------------------------------------------------
+
+@pytest.mark.parametrize("schedule", ["rows", "columns"])
+@pytest.mark.parametrize("closed", ["some", "a whole gate type", "all"])
+@pytest.mark.parametrize("name", LOBACHEVA_CELLS)
+def test_kernel_computes_no_row_of_a_constant_gate_and_equals_the_reference(name, closed, schedule):
+    """Constant gates (preactivation gate 0) leave rows without weights; the kernel's layout
+    gives them no column (``prepare`` counts them) and fills in their constants, and its
+    log-probabilities equal the NumPy reference's, split by rows or by unit groups."""
+    rng = np.random.default_rng(11)
+    cell = get_cell(name)
+    config = _config(name, 5, 9, ("neurons", "preact"), V=6, depth=2)
+    config = models.ModelConfig(name, 6, 5, (9, 7), config.cell_options, config.gate_families)
+    params = models.init_params(config, rng, np.float64)
+    gates = models.eval_gates(params)
+    for l, g in enumerate(gates["preact"]):
+        n = config.hidden_sizes[l]
+        if closed == "some":
+            g[rng.uniform(size=g.shape) < 0.4] = 0
+        elif closed == "a whole gate type":
+            g.reshape(-1, cell.BLOCKS, n)[:, 1] = 0                # every unit's second gate
+        else:
+            g[:] = 0
+    cm = C.compact(config, params, gates)
+    prepared = fast.prepare(cm.config, cm.params, parts=3)
+    # a row is constant where its gate is 0 (the RHN's: at every micro-step)
+    want = [int(np.all(g.reshape(-1, cell.BLOCKS * n) == 0, axis=0).sum())
+            for g, n in zip(gates["preact"], config.hidden_sizes)]
+    assert [q["constant_rows"] for q in prepared.layers] == want and sum(want) > 0
+    tokens = rng.integers(0, 6, (4, 3))
+    ref, _ = models.log_probs(config, params, tokens, gates)
+    got, _ = fast.run(prepared, tokens, schedule=schedule, threads=min(2, numba.get_num_threads()))
+    np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)

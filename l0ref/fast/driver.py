@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cells import get_cell
 from ..gates import PARAMS_KEY
-from .layout import gate_rows, pack_grouped, pad_grouped, unit_groups
+from .layout import constant_layout, gate_rows, pack_grouped, pad_grouped, unit_groups
 from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
 from .softmax import output_log_probs
 from .sync import aborted, barrier_safe, new_sync
@@ -63,20 +63,36 @@ def _prepare_rhn(p, rows, dtype):
             "R": np.stack([pack_grouped(R_k, rows, dtype) for R_k in np.asarray(p["R"])])}
 
 
+def _constants_lstm(p, const_rows, dtype):
+    """A constant row's preactivation is its bias."""
+    return {"ca": np.ascontiguousarray(np.asarray(p["b"], dtype)[const_rows])}
+
+
+def _constants_gru(p, const_rows, dtype):
+    """A constant row's input part is its b_i, its recurrent part its b_h."""
+    return {"cx": np.ascontiguousarray(np.asarray(p["b_i"], dtype)[const_rows]),
+            "ca": np.ascontiguousarray(np.asarray(p["b_h"], dtype)[const_rows])}
+
+
+def _constants_rhn(p, const_rows, dtype):
+    """A constant row's preactivation is its bias at each micro-step: (L, constants)."""
+    return {"ca": np.ascontiguousarray(np.asarray(p["b"], dtype)[:, const_rows])}
+
+
 def _run_lstm(q, wx, state, out, pre, sync, rows, cols):
     h, c = state
-    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols)
+    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"], q["ca"])
 
 
 def _run_gru(q, wx, state, out, pre, sync, rows, cols):
     h, = state
-    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols)
+    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"], q["cx"], q["ca"])
 
 
 def _run_rhn(q, wx, state, out, pre, sync, rows, cols):
     s, = state
     buffers = np.empty((2,) + s.shape, s.dtype)
-    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols)
+    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols, q["pos"], q["ca"])
 
 
 @dataclass(frozen=True)
@@ -91,14 +107,28 @@ class CellKernel:
     prepare: Callable
     run: Callable
     state: tuple            #: names of the state arrays, in the order of the cell's state
+    constants: Callable     #: ``(params, constant_rows, dtype)`` -> the constants' values (``ca``, GRU ``cx``)
 
 
 #: The cells that have a kernel, by name; any other registered cell runs in NumPy only.
 KERNELS = {
-    "lstm": CellKernel(_prepare_lstm, _run_lstm, ("h0", "c0")),
-    "gru": CellKernel(_prepare_gru, _run_gru, ("h0",)),
-    "rhn": CellKernel(_prepare_rhn, _run_rhn, ("q0",)),
+    "lstm": CellKernel(_prepare_lstm, _run_lstm, ("h0", "c0"), _constants_lstm),
+    "gru": CellKernel(_prepare_gru, _run_gru, ("h0",), _constants_gru),
+    "rhn": CellKernel(_prepare_rhn, _run_rhn, ("q0",), _constants_rhn),
 }
+
+
+def live_rows(module, p: dict) -> np.ndarray:
+    """The gate rows of a layer that some weight feeds (bool, (G n,)): any nonzero in its
+    row of any matrix (``MATRIX_KEYS``; the RHN's at any micro-step).  The others are
+    constant gates (a preactivation gate folded to 0): their preactivation is the bias."""
+    rows = None
+    for key in module.MATRIX_KEYS:
+        a = np.asarray(p[key])
+        axis = module.FOLD_AXES[key].index("rows")
+        nonzero = np.any(a != 0, axis=tuple(i for i in range(a.ndim) if i != axis))
+        rows = nonzero if rows is None else rows | nonzero
+    return rows
 
 
 def _kernel(cell: str) -> CellKernel:
@@ -113,7 +143,10 @@ def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None
     ``n``, the unit ``groups`` of the layout (``layout.py``: ``parts`` of them, default
     one per numba thread), W packed with the bias the input projection adds (``b_in``),
     the recurrent matrices packed and, GRU and RHN, the recurrent biases ``b_rec``, all
-    in that layout.  ``options``: the config's cell options (the RHN's depth)."""
+    in that layout.  ``options``: the config's cell options (the RHN's depth).  Gate rows
+    with no weight (:func:`live_rows`: constant gates) get no column: the layout of
+    ``layout.constant_layout``, with ``pos`` and the constants' values (``ca``, ``cx``);
+    ``constant_rows`` counts them."""
     kernel = _kernel(cell)
     module = get_cell(cell)
     W = np.asarray(p["W"])
@@ -124,9 +157,17 @@ def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None
         if np.shape(p[key]) != tuple(shape):
             raise ValueError(f"{cell} {key} has shape {np.shape(p[key])}, expected {tuple(shape)}")
     parts = numba.get_num_threads() if parts is None else parts
-    groups = unit_groups(n, module.BLOCKS, parts, dtype)
-    rows = gate_rows(n, module.BLOCKS, groups, dtype)
-    return {"n": n, "groups": groups, **kernel.prepare(p, rows, dtype)}
+    live = live_rows(module, p)
+    none = np.empty(0, np.int64)
+    if live.all():
+        groups = unit_groups(n, module.BLOCKS, parts, dtype)
+        rows = gate_rows(n, module.BLOCKS, groups, dtype)
+        empty = np.empty(0, dtype)
+        extra = {"pos": none, "ca": empty if cell != "rhn" else np.empty((1, 0), dtype), "cx": empty}
+    else:                                      # constant gates: no column, no product (layout.constant_layout)
+        groups, rows, pos, const_rows = constant_layout(n, module.BLOCKS, parts, dtype, live)
+        extra = {"pos": pos, "cx": np.empty(0, dtype), **kernel.constants(p, const_rows, dtype)}
+    return {"n": n, "groups": groups, "constant_rows": int((~live).sum()), **kernel.prepare(p, rows, dtype), **extra}
 
 
 def _check_finite(params: dict) -> None:

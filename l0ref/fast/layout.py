@@ -18,6 +18,14 @@ the quanta are shared out as evenly as they go.
 ``groups`` (parts, 4) int64, one row per group: first unit, unit count, first column,
 panels.  :func:`gate_rows` gives, for each column, the gate row it holds (-1: padding);
 :func:`pack_grouped` and :func:`pad_grouped` lay a matrix and a bias out in that order.
+
+**Constant rows** (:func:`constant_layout`).  A gate row whose every weight is zero (a
+constant gate of Lobacheva et al.: its preactivation gate folded to 0) has the bias as
+its preactivation, at every step.  Such rows get no column: each group's columns hold
+its *live* rows only (padded to whole panels), so no product computes them, and the
+update reads every gate through ``pos``: for gate block a of unit j of group g (logical
+index ``groups[g, LOGICAL] + a k + j``, k the group's units), the column that holds it,
+or ``-1 - i`` for the i-th constant row, whose value is its bias (``constants``).
 """
 from __future__ import annotations
 
@@ -27,8 +35,8 @@ import numpy as np
 
 from .tile import pack_panels, panel_width
 
-#: Columns of ``groups``.
-FIRST_UNIT, UNITS, FIRST_COLUMN, PANELS = 0, 1, 2, 3
+#: Columns of ``groups`` (``LOGICAL``: :func:`constant_layout` only).
+FIRST_UNIT, UNITS, FIRST_COLUMN, PANELS, LOGICAL = 0, 1, 2, 3, 4
 
 
 def quantum(blocks: int, nr: int) -> int:
@@ -89,5 +97,40 @@ def pad_grouped(b: np.ndarray, rows: np.ndarray, dtype) -> np.ndarray:
     return np.ascontiguousarray(reorder(b, rows, b.ndim - 1, dtype))
 
 
+def constant_layout(n: int, blocks: int, parts: int, dtype, live: np.ndarray):
+    """The layout without the constant rows (module docstring): ``(groups (parts, 5),
+    rows, pos, constant_rows)``.  ``live`` (blocks n,) bool: the gate rows that a product
+    computes; ``groups`` as :func:`unit_groups`'s units, its columns and panels the live
+    rows', ``LOGICAL`` the group's first logical index; ``rows`` the gate row of every
+    column (-1: padding), for :func:`pack_grouped` and :func:`pad_grouped`; ``pos``
+    (blocks n,) the column of every logical gate, or ``-1 - i`` for constant row i;
+    ``constant_rows`` the gate rows of the constants, in that order."""
+    live = np.asarray(live, bool)
+    if live.shape != (blocks * n,):
+        raise ValueError(f"live has shape {live.shape}, expected ({blocks * n},)")
+    nr = panel_width(dtype)
+    groups = np.zeros((parts, 5), np.int64)
+    rows, constant_rows = [], []
+    pos = np.empty(blocks * n, np.int64)
+    column = logical = 0
+    for g, (first, units, _, _) in enumerate(unit_groups(n, blocks, parts, dtype)):
+        here = []
+        for a in range(blocks):
+            for j in range(units):
+                r = a * n + first + j
+                if live[r]:
+                    pos[logical + a * units + j] = column + len(here)
+                    here.append(r)
+                else:
+                    pos[logical + a * units + j] = -1 - len(constant_rows)
+                    constant_rows.append(r)
+        panels = -(-len(here) // nr)
+        groups[g] = (first, units, column, panels, logical)
+        rows += here + [-1] * (panels * nr - len(here))
+        column += panels * nr
+        logical += blocks * units
+    return groups, np.array(rows, np.int64), pos, np.array(constant_rows, np.int64)
+
+
 __all__ = ["quantum", "unit_groups", "width", "gate_rows", "reorder", "pack_grouped", "pad_grouped",
-           "FIRST_UNIT", "UNITS", "FIRST_COLUMN", "PANELS"]
+           "constant_layout", "FIRST_UNIT", "UNITS", "FIRST_COLUMN", "PANELS", "LOGICAL"]

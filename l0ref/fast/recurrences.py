@@ -22,6 +22,12 @@ a thread holds every gate of its units and updates their state itself.
   a barrier (``sync.wait``: a microsecond, where a fork-join costs 9 us on 16 cores)
   after every step (RHN: every micro-step).
 
+**Constant rows** (``layout.constant_layout``): where some gate rows have no weights
+(constant gates), the columns hold only the live rows, the products compute only
+those, and the updates read each gate through ``pos`` (its column, or ``-1 - i`` for
+the i-th constant, whose value is in ``ca``, the GRU's input part in ``cx``; the RHN's
+``ca`` has one row per micro-step).  An empty ``pos`` means the plain layout.
+
 The states of consecutive steps are different arrays: ``out[t - 1]`` (the initial state
 at t = 0) is read while ``out[t]`` is written.  ``sync`` (2,) int64: the barrier's
 counter and abort flag; a wait that times out aborts the loop, and the driver runs
@@ -33,7 +39,7 @@ import numba
 import numpy as np
 
 from ._jit import njit
-from .layout import FIRST_COLUMN, FIRST_UNIT, PANELS, UNITS
+from .layout import FIRST_COLUMN, FIRST_UNIT, LOGICAL, PANELS, UNITS
 from .sync import ABORT, atomic_load, wait
 from .tile import MAX_ROWS, NO_OFFSET, Strided, pack_rows, recurrent_product
 from .vmath import sigmoid, tanh
@@ -74,6 +80,44 @@ def _rhn_update(a, q, out, k):
 
 
 @njit()
+def _gate(row, pos, i, const):
+    """Logical gate i of a row: its column of ``row``, or its constant (``pos`` < 0)."""
+    p = pos[i]
+    return row[p] if p >= 0 else const[-1 - p]
+
+
+@njit()
+def _lstm_update_mapped(row, pos, base, ca, c, out, k):
+    """:func:`_lstm_update` reading the gates through ``pos`` from ``row`` (a whole row of
+    the preactivations) or the constants ``ca``; logical gates ``base + a k + j``."""
+    for j in range(k):
+        cj = (sigmoid(_gate(row, pos, base + k + j, ca)) * c[j]
+              + sigmoid(_gate(row, pos, base + j, ca)) * tanh(_gate(row, pos, base + 2 * k + j, ca)))
+        c[j] = cj
+        out[j] = sigmoid(_gate(row, pos, base + 3 * k + j, ca)) * tanh(cj)
+
+
+@njit()
+def _gru_update_mapped(xrow, arow, pos, base, cx, ca, h, out, k):
+    """:func:`_gru_update` reading the gates through ``pos``: the input parts from ``xrow``
+    or ``cx``, the recurrent parts from ``arow`` or ``ca``."""
+    for j in range(k):
+        r = sigmoid(_gate(xrow, pos, base + j, cx) + _gate(arow, pos, base + j, ca))
+        u = sigmoid(_gate(xrow, pos, base + k + j, cx) + _gate(arow, pos, base + k + j, ca))
+        m = tanh(_gate(xrow, pos, base + 2 * k + j, cx) + r * _gate(arow, pos, base + 2 * k + j, ca))
+        out[j] = m + u * (h[j] - m)
+
+
+@njit()
+def _rhn_update_mapped(row, pos, base, ca, q, out, k):
+    """:func:`_rhn_update` reading the gates through ``pos`` (``ca``: this micro-step's constants)."""
+    for j in range(k):
+        hj = tanh(_gate(row, pos, base + j, ca))
+        tj = sigmoid(_gate(row, pos, base + k + j, ca))
+        out[j] = q[j] + tj * (hj - q[j])
+
+
+@njit()
 def _my_part(party, rows, cols, groups):
     """What thread ``party`` takes of a split into row chunks ``rows`` (boundaries) times
     ``cols`` column parts: its rows ``b0 <= b < b1``, its groups ``g0 <= g < g1``, the
@@ -105,13 +149,15 @@ def _unit(groups, g):
 
 
 @njit(parallel=True)
-def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols):
+def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, ca):
     """The LSTM (Eq. 1) over a whole sequence, in place (module docstring).
 
     wx (T, B, width): ``x_t W^T + b`` of every step, in the layout of ``groups``; U
     packed in it; h, c (B, n): the initial state (c is updated in place); out (T, B, n):
-    every h_t; pre (B, width): scratch.  Gate order i, f, g, o.
+    every h_t; pre (B, width): scratch; ``pos``, ``ca``: the constant rows (module
+    docstring).  Gate order i, f, g, o.
     """
+    mapped = pos.shape[0] > 0
     T, B, width = wx.shape
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
@@ -128,6 +174,11 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols):
                                       Strided(wx.reshape(-1), (t * B + b) * width + c0, width), pre, c0)
                 for g in range(g0, g1):
                     u0, k, cg = _unit(groups, g)
+                    if mapped:
+                        for r in range(b, b + nb):
+                            _lstm_update_mapped(pre[r], pos, groups[g, LOGICAL], ca, c[r, u0:u0 + k],
+                                                out[t, r, u0:u0 + k], k)
+                        continue
                     for r in range(b, b + nb):
                         _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
             if not _meet(sync, t + 1, parties, cols):
@@ -138,7 +189,7 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols):
 
 
 @njit(parallel=True)
-def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols):
+def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, cx, ca):
     """PyTorch's GRU over a whole sequence, in place.
 
     wx (T, B, width): ``x_t W^T + b_i``; U packed and b_h (width,) in the layout of
@@ -147,7 +198,10 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols):
 
         r = sigmoid(wx_r + U_r h + b_hr),  u = sigmoid(wx_u + U_u h + b_hu)
         m = tanh(wx_n + r * (U_n h + b_hn)),  h <- (1 - u) * m + u * h
+
+    ``pos``, ``cx``, ``ca``: the constant rows (module docstring).
     """
+    mapped = pos.shape[0] > 0
     T, B, width = wx.shape
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
@@ -163,6 +217,11 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols):
                     recurrent_product(packed, b, nb, U, c0 // nr, count, Strided(b_h, c0, NO_OFFSET), pre, c0)
                 for g in range(g0, g1):
                     u0, k, cg = _unit(groups, g)
+                    if mapped:
+                        for r in range(b, b + nb):
+                            _gru_update_mapped(wx[t, r], pre[r], pos, groups[g, LOGICAL], cx, ca, prev[r, u0:u0 + k],
+                                               out[t, r, u0:u0 + k], k)
+                        continue
                     for r in range(b, b + nb):
                         _gru_update(wx[t, r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
                                     out[t, r, u0:u0 + k], k)
@@ -174,7 +233,7 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols):
 
 
 @njit(parallel=True)
-def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols):
+def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, ca):
     """The RHN (Zilly et al.) over a whole sequence, in place.
 
     wx (T, B, width): ``x_t W^T + b^1`` (the first micro-step's input and bias);
@@ -184,7 +243,10 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols):
     of every t; pre (B, width): scratch; ``buffers`` (2, B, n): the states between
     micro-steps, alternately (micro-step s of a step reads the state of s - 1 and
     writes the other buffer; the last writes ``out[t]``).  A barrier per micro-step.
+    ``pos``, ``ca`` (L, constants): the constant rows (module docstring): a row is
+    constant only where it has no weights at any micro-step.
     """
+    mapped = pos.shape[0] > 0
     T, B, width = wx.shape
     L, n, nr = R.shape[0], q.shape[1], R.shape[-1]
     parties = (rows.shape[0] - 1) * cols
@@ -210,6 +272,11 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols):
                         recurrent_product(packed, b, nb, R[s], c0 // nr, count, Z, pre, c0)
                     for g in range(g0, g1):
                         u0, k, cg = _unit(groups, g)
+                        if mapped:
+                            for r in range(b, b + nb):
+                                _rhn_update_mapped(pre[r], pos, groups[g, LOGICAL], ca[s], src[r, u0:u0 + k],
+                                                   dst[r, u0:u0 + k], k)
+                            continue
                         for r in range(b, b + nb):
                             _rhn_update(pre[r, cg:cg + 2 * k], src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
                 epoch += 1
