@@ -83,6 +83,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import models
 from .cells import get_cell, layer_macs, layer_param_count
+from .fast.sparse import csr, csr_is_smaller
 from .models import ModelConfig
 from .tree import walk
 
@@ -289,9 +290,7 @@ def _sparse_forms(cell, layer: dict) -> dict:
     out = {}
     for key in cell.MATRIX_KEYS:
         M = _rows_of(layer[key])
-        nnz = int(np.count_nonzero(M))
-        csr_bytes = nnz * (M.itemsize + 4) + (M.shape[0] + 1) * 8
-        if M.size and csr_bytes < M.size * M.itemsize:
+        if csr_is_smaller(M):
             out[key] = csr(M)
     return out
 
@@ -299,14 +298,6 @@ def _sparse_forms(cell, layer: dict) -> dict:
 def _rows_of(a: np.ndarray) -> np.ndarray:
     """A matrix, or a stack of them (the RHN's R), as one matrix of rows (zero sizes allowed)."""
     return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
-
-
-def csr(M: np.ndarray):
-    """``(data, indices, indptr)`` of a dense matrix's nonzero entries, row by row (CSR)."""
-    rows, cols = np.nonzero(M)
-    indptr = np.zeros(M.shape[0] + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=M.shape[0]), out=indptr[1:])
-    return np.ascontiguousarray(M[rows, cols]), cols.astype(np.int32), indptr
 
 
 def compact_state(cm: CompactModel, states) -> list:

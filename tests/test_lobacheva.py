@@ -341,3 +341,47 @@ def test_kernel_computes_no_row_of_a_constant_gate_and_equals_the_reference(name
     ref, _ = models.log_probs(config, params, tokens, gates)
     got, _ = fast.run(prepared, tokens, schedule=schedule, threads=min(2, numba.get_num_threads()))
     np.testing.assert_allclose(got, ref, rtol=1e-10, atol=1e-12)
+
+
+# --- The CSR kernel -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 1e-5)])
+@pytest.mark.parametrize("name", LOBACHEVA_CELLS)
+@settings(max_examples=8)
+@given(data=st.data())
+def test_csr_kernel_equals_the_reference(name, dtype, rtol, data):
+    """Weight gates with most values exactly 0 (and exact 1s) make the matrices sparse; the
+    CSR kernel runs them (``prepare`` chooses it, or is told to) with the reference's
+    results, with and without an initial state, fully pruned layers included."""
+    p = data.draw(lm_problem(name, per_sequence=False, families=("neurons", "weights")))
+    config = p["config"]
+    params = _cast(p["params"], dtype)
+    gates = _cast(_test_time_like(config, p["gates"]), dtype)
+    density = data.draw(st.sampled_from([0.0, 0.1, 0.5]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    gates["weights"] = [np.where(rng.uniform(size=w.shape) < density, w, 0).astype(dtype) for w in gates["weights"]]
+    cm = C.compact(config, params, gates)
+    ref, ref_finals = models.log_probs(cm.config, cm.params, p["tokens"])
+    prepared = fast.prepare(cm.config, cm.params, sparse="always")
+    assert all(q.get("sparse") for q in prepared.layers)
+    got, finals = fast.run(prepared, p["tokens"])
+    scale = max(1.0, np.abs(ref).max())
+    np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * scale)
+    got2, _ = fast.run(prepared, p["tokens"], finals)            # continuing from a carried state
+    ref2, _ = models.log_probs(cm.config, cm.params, p["tokens"], None, ref_finals)
+    np.testing.assert_allclose(got2, ref2, rtol=rtol, atol=rtol * scale)
+
+
+def test_prepare_runs_a_layer_sparse_where_csr_is_smaller():
+    rng = np.random.default_rng(12)
+    config = _config("lstm", 8, 16, ("neurons", "weights"), V=5)
+    params = models.init_params(config, rng, np.float32)
+    gates = models.eval_gates(params)
+    gates["weights"] = [np.where(rng.uniform(size=g.shape) < 0.05, 1.0, 0.0) for g in gates["weights"]]
+    sparse = C.compact(config, params, gates)
+    dense = C.compact(config, params, models.eval_gates(params))
+    assert fast.prepare(sparse.config, sparse.params).layers[0].get("sparse")
+    assert not fast.prepare(dense.config, dense.params).layers[0].get("sparse")
+    assert not fast.prepare(sparse.config, sparse.params, sparse="never").layers[0].get("sparse")
+    with pytest.raises(ValueError, match="sparse must be one of"):
+        fast.prepare(sparse.config, sparse.params, sparse="yes")

@@ -12,8 +12,10 @@
   the threads by rows of the batch or by unit groups (``docs/wide.md``);
 - ``softmax.py``: the softmax product and the log-softmax, in one parallel pass or,
   split by columns, with per-block maxima and sums;
-- ``driver.py``: :func:`prepare` (lay a model out once), :func:`run`, :func:`log_probs`,
-  and the table of cells that have a kernel;
+- ``sparse.py``: the CSR kernel of weight-sparse layers (Lobacheva et al.'s weight gates);
+- ``driver.py``: :func:`prepare` (lay a model out once; constant gates get no column,
+  weight-sparse layers go to the CSR kernel), :func:`run`, :func:`log_probs`, and the
+  table of cells that have a kernel;
 - ``_jit.py``: the compile flags and a disk cache keyed on every file of this folder.
 
 The NumPy code (``models/``, ``cells/``) is the reference; this package computes the

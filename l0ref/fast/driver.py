@@ -23,6 +23,7 @@ from ..gates import PARAMS_KEY
 from .layout import constant_layout, gate_rows, pack_grouped, pad_grouped, unit_groups
 from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
 from .softmax import output_log_probs
+from . import sparse as sparse_mod
 from .sync import aborted, barrier_safe, new_sync
 from .tile import chunks, matmul_bias, pack_panels, pad_panels, panel_width, split
 
@@ -185,10 +186,75 @@ def _check_shape(name: str, a, want: tuple) -> None:
         raise ValueError(f"parameter {name} has shape {np.shape(a)}, expected {want}")
 
 
-def prepare(config, params: dict, parts: int | None = None) -> Prepared:
+#: ``sparse=`` of :func:`prepare`: a layer runs in the CSR kernel (``sparse.py``) when one
+#: of its matrices is smaller in CSR ("auto"), always, or never (the dense kernel, zeros
+#: and all).
+SPARSE = ("auto", "always", "never")
+
+
+def prepare_sparse_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None) -> dict:
+    """One layer for the CSR kernel (``sparse.py``): every matrix in CSR (the RHN's R as
+    its stack of rows), the biases as the cell reads them."""
+    module = get_cell(cell)
+    n = np.shape(p["W"])[0] // module.BLOCKS
+    for key, shape in module.param_shapes(m, n, **(options or {})).items():
+        if np.shape(p[key]) != tuple(shape):
+            raise ValueError(f"{cell} {key} has shape {np.shape(p[key])}, expected {tuple(shape)}")
+
+    def rows(key):
+        a = np.asarray(p[key], dtype)
+        return sparse_mod.csr(a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1]))
+
+    q = {"sparse": True, "n": n, "m": m, "W": rows("W"), "U": rows(module.MATRIX_KEYS[1])}
+    if cell == "lstm":
+        q.update(b_in=np.asarray(p["b"], dtype))
+    elif cell == "gru":
+        q.update(b_in=np.asarray(p["b_i"], dtype), b_rec=np.ascontiguousarray(p["b_h"], dtype))
+    else:
+        q.update(b_in=np.ascontiguousarray(np.asarray(p["b"], dtype)[0]), b_rec=np.ascontiguousarray(p["b"], dtype))
+    return q
+
+
+def _runs_sparse(cell: str, p: dict, sparse: str) -> bool:
+    if sparse not in SPARSE:
+        raise ValueError(f"sparse must be one of {SPARSE}, got {sparse!r}")
+    if sparse != "auto":
+        return sparse == "always"
+    module = get_cell(cell)
+    return any(sparse_mod.csr_is_smaller(np.reshape(p[k], (int(np.prod(np.shape(p[k])[:-1])), np.shape(p[k])[-1])))
+               for k in module.MATRIX_KEYS)
+
+
+def run_sparse_layer(cell: str, q: dict, x: np.ndarray, state0=None):
+    """One layer of :func:`prepare_sparse_layer` over x (T, B, m): ``(outputs (T, B, n),
+    final state)``, as :func:`run_layer`."""
+    dtype = x.dtype
+    T, B, m = x.shape
+    if m != q["m"]:
+        raise ValueError(f"layer input has shape {x.shape}; the layer takes (T, B, {q['m']})")
+    n = q["n"]
+    xT = np.ascontiguousarray(x.reshape(T * B, m).T)
+    rows_in = q["W"][2].shape[0] - 1
+    wxT = np.empty((rows_in, T * B), dtype)
+    sparse_mod.csr_product(xT, *q["W"], q["b_in"], wxT)
+    states = [np.ascontiguousarray(s.T) for s in _initial_states(state0, _kernel(cell).state, B, n, dtype)]
+    outT = np.empty((T, n, B), dtype)
+    preT = np.empty((rows_in, B), dtype)
+    if cell == "lstm":
+        sparse_mod.lstm_sequence(wxT, *q["U"], states[0], states[1], outT, preT)
+    elif cell == "gru":
+        sparse_mod.gru_sequence(wxT, *q["U"], q["b_rec"], states[0], outT, preT)
+    else:
+        sparse_mod.rhn_sequence(wxT, *q["U"], q["b_rec"], states[0], outT, preT)
+    out = np.ascontiguousarray(outT.transpose(0, 2, 1))
+    return out, _final_states([s.T.copy() for s in states], out, T)
+
+
+def prepare(config, params: dict, parts: int | None = None, sparse: str = "auto") -> Prepared:
     """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`),
     each layer in ``parts`` unit groups (``layout.py``; default one per numba thread,
-    which a column split needs: prepare after ``numba.set_num_threads``).
+    which a column split needs: prepare after ``numba.set_num_threads``); a layer with
+    weight-sparse matrices for the CSR kernel instead (``sparse``, one of :data:`SPARSE`).
 
     Every shape is checked against ``config`` here: the kernels index by flat offsets
     without bounds checks, so a matrix of the wrong size would be read past its end."""
@@ -208,7 +274,10 @@ def prepare(config, params: dict, parts: int | None = None) -> Prepared:
     _check_shape("emb", emb, (V, config.emb_size))
     layers, m = [], config.emb_size
     for l, (p, n) in enumerate(zip(params["layers"], config.hidden_sizes)):
-        q = prepare_layer(config.cell, p, m, dtype, config.cell_options, parts)
+        if _runs_sparse(config.cell, p, sparse):
+            q = prepare_sparse_layer(config.cell, p, m, dtype, config.cell_options)
+        else:
+            q = prepare_layer(config.cell, p, m, dtype, config.cell_options, parts)
         if q["n"] != n:
             raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
         layers.append(q)
@@ -324,7 +393,10 @@ def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads
     x = np.take(prepared.emb, tokens, axis=0)                    # (T, B, e); faster than emb[tokens]
     finals = []
     for q, s0 in zip(prepared.layers, state0):
-        x, final = run_layer(prepared.cell, q, x, s0, schedule, threads)
+        if q.get("sparse"):
+            x, final = run_sparse_layer(prepared.cell, q, x, s0)
+        else:
+            x, final = run_layer(prepared.cell, q, x, s0, schedule, threads)
         finals.append(final)
     T, B = tokens.shape
     logp = np.empty((T * B, prepared.vocab_size), x.dtype)
@@ -333,7 +405,8 @@ def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads
     return logp.reshape(T, B, -1), finals
 
 
-def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
+def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto", threads: int | None = None,
+              sparse: str = "auto"):
     """Log-probabilities of the next token (T, B, V) and the final states of a compact model.
 
     ``config`` is a ``model.ModelConfig`` (its ``cell``, ``vocab_size``, ``emb_size``,
@@ -346,8 +419,9 @@ def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto",
     on every call: to run one model many times, :func:`prepare` it once and call
     :func:`run`.
     """
-    return run(prepare(config, params), tokens, state0, schedule, threads)
+    return run(prepare(config, params, sparse=sparse), tokens, state0, schedule, threads)
 
 
-__all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel",
+__all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
+           "prepare_sparse_layer", "run_sparse_layer", "live_rows",
            "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]
