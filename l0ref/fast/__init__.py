@@ -31,6 +31,6 @@ that called numpy's OpenBLAS: the first layer of the compact Table 1 LSTM took 3
 with OpenBLAS's threads sent to sleep at once, 8.0 ms with its default spin).  The tile
 matches OpenBLAS on these shapes (``docs/speed.md``).
 """
-from .driver import KERNELS, Prepared, log_probs, prepare, prepare_layer, run, run_layer
+from .driver import KERNELS, SPARSE, Prepared, log_probs, prepare, prepare_layer, run, run_layer, run_stack
 
-__all__ = ["KERNELS", "Prepared", "log_probs", "prepare", "prepare_layer", "run", "run_layer"]
+__all__ = ["KERNELS", "SPARSE", "Prepared", "log_probs", "prepare", "prepare_layer", "run", "run_layer", "run_stack"]

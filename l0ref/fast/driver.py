@@ -64,36 +64,40 @@ def _prepare_rhn(p, rows, dtype):
             "R": np.stack([pack_grouped(R_k, rows, dtype) for R_k in np.asarray(p["R"])])}
 
 
-def _constants_lstm(p, const_rows, dtype):
-    """A constant row's preactivation is its bias."""
-    return {"ca": np.ascontiguousarray(np.asarray(p["b"], dtype)[const_rows])}
+def _constants_lstm(q, p, const_rows, dtype):
+    """The tails of ``wx`` and ``pre`` (``layout.constant_layout``): a constant row's
+    preactivation is its bias."""
+    b = np.asarray(p["b"], dtype)[const_rows]
+    return {"tail_wx": b, "tail_pre": b}
 
 
-def _constants_gru(p, const_rows, dtype):
+def _constants_gru(q, p, const_rows, dtype):
     """A constant row's input part is its b_i, its recurrent part its b_h."""
-    return {"cx": np.ascontiguousarray(np.asarray(p["b_i"], dtype)[const_rows]),
-            "ca": np.ascontiguousarray(np.asarray(p["b_h"], dtype)[const_rows])}
+    return {"tail_wx": np.asarray(p["b_i"], dtype)[const_rows], "tail_pre": np.asarray(p["b_h"], dtype)[const_rows]}
 
 
-def _constants_rhn(p, const_rows, dtype):
-    """A constant row's preactivation is its bias at each micro-step: (L, constants)."""
-    return {"ca": np.ascontiguousarray(np.asarray(p["b"], dtype)[:, const_rows])}
+def _constants_rhn(q, p, const_rows, dtype):
+    """A constant row's preactivation is its bias at each micro-step: the first's in the
+    tail of ``wx``, every micro-step's in the tail of ``b_rec`` (the kernel copies it)."""
+    b = np.asarray(p["b"], dtype)
+    return {"tail_wx": b[0, const_rows], "tail_pre": b[0, const_rows],
+            "b_rec": np.ascontiguousarray(np.concatenate([q["b_rec"], b[:, const_rows]], axis=1))}
 
 
 def _run_lstm(q, wx, state, out, pre, sync, rows, cols):
     h, c = state
-    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"], q["ca"])
+    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"])
 
 
 def _run_gru(q, wx, state, out, pre, sync, rows, cols):
     h, = state
-    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"], q["cx"], q["ca"])
+    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"])
 
 
 def _run_rhn(q, wx, state, out, pre, sync, rows, cols):
     s, = state
     buffers = np.empty((2,) + s.shape, s.dtype)
-    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols, q["pos"], q["ca"])
+    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols, q["pos"], q["tail"])
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ class CellKernel:
     prepare: Callable
     run: Callable
     state: tuple            #: names of the state arrays, in the order of the cell's state
-    constants: Callable     #: ``(params, constant_rows, dtype)`` -> the constants' values (``ca``, GRU ``cx``)
+    constants: Callable     #: ``(layer, params, constant_rows, dtype)`` -> the tails' values (``layout.constant_layout``)
 
 
 #: The cells that have a kernel, by name; any other registered cell runs in NumPy only.
@@ -159,16 +163,16 @@ def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None
             raise ValueError(f"{cell} {key} has shape {np.shape(p[key])}, expected {tuple(shape)}")
     parts = numba.get_num_threads() if parts is None else parts
     live = live_rows(module, p)
-    none = np.empty(0, np.int64)
     if live.all():
         groups = unit_groups(n, module.BLOCKS, parts, dtype)
-        rows = gate_rows(n, module.BLOCKS, groups, dtype)
-        empty = np.empty(0, dtype)
-        extra = {"pos": none, "ca": empty if cell != "rhn" else np.empty((1, 0), dtype), "cx": empty}
+        q = {"n": n, "groups": groups, **kernel.prepare(p, gate_rows(n, module.BLOCKS, groups, dtype), dtype),
+             "pos": np.empty(0, np.int64), "tail": 0}
     else:                                      # constant gates: no column, no product (layout.constant_layout)
         groups, rows, pos, const_rows = constant_layout(n, module.BLOCKS, parts, dtype, live)
-        extra = {"pos": pos, "cx": np.empty(0, dtype), **kernel.constants(p, const_rows, dtype)}
-    return {"n": n, "groups": groups, "constant_rows": int((~live).sum()), **kernel.prepare(p, rows, dtype), **extra}
+        q = {"n": n, "groups": groups, **kernel.prepare(p, rows, dtype), "pos": pos, "tail": len(const_rows)}
+        q.update(kernel.constants(q, p, const_rows, dtype))
+    q["constant_rows"] = int((~live).sum())
+    return q
 
 
 def _check_finite(params: dict) -> None:
@@ -205,7 +209,8 @@ def prepare_sparse_layer(cell: str, p: dict, m: int, dtype, options: dict | None
         a = np.asarray(p[key], dtype)
         return sparse_mod.csr(a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1]))
 
-    q = {"sparse": True, "n": n, "m": m, "W": rows("W"), "U": rows(module.MATRIX_KEYS[1])}
+    q = {"sparse": True, "n": n, "m": m, "W": rows("W"), "U": rows(module.MATRIX_KEYS[1]),
+         "constant_rows": int((~live_rows(module, p)).sum())}
     if cell == "lstm":
         q.update(b_in=np.asarray(p["b"], dtype))
     elif cell == "gru":
@@ -216,38 +221,52 @@ def prepare_sparse_layer(cell: str, p: dict, m: int, dtype, options: dict | None
 
 
 def _runs_sparse(cell: str, p: dict, sparse: str) -> bool:
+    """Whether a layer runs in the CSR kernel: ``sparse`` "always"/"never", or "auto": where
+    a matrix's *live* rows (``live_rows``; constant gates' empty rows cost the dense kernel
+    nothing either) are smaller in CSR form."""
     if sparse not in SPARSE:
         raise ValueError(f"sparse must be one of {SPARSE}, got {sparse!r}")
     if sparse != "auto":
         return sparse == "always"
     module = get_cell(cell)
-    return any(sparse_mod.csr_is_smaller(np.reshape(p[k], (int(np.prod(np.shape(p[k])[:-1])), np.shape(p[k])[-1])))
-               for k in module.MATRIX_KEYS)
+    live = live_rows(module, p)
+    for key in module.MATRIX_KEYS:
+        a = np.asarray(p[key])
+        rows = np.take(a, np.flatnonzero(live), axis=module.FOLD_AXES[key].index("rows"))
+        if sparse_mod.csr_is_smaller(rows.reshape(int(np.prod(rows.shape[:-1])), rows.shape[-1])):
+            return True
+    return False
 
 
 def run_sparse_layer(cell: str, q: dict, x: np.ndarray, state0=None):
     """One layer of :func:`prepare_sparse_layer` over x (T, B, m): ``(outputs (T, B, n),
-    final state)``, as :func:`run_layer`."""
+    final state)``, as :func:`run_layer`.  The batch runs transposed and padded to whole
+    SIMD vectors (``sparse.py``); the padding rows are zeros, and dropped."""
     dtype = x.dtype
     T, B, m = x.shape
     if m != q["m"]:
         raise ValueError(f"layer input has shape {x.shape}; the layer takes (T, B, {q['m']})")
-    n = q["n"]
-    xT = np.ascontiguousarray(x.reshape(T * B, m).T)
+    n, Bp = q["n"], sparse_mod.padded_batch(B, dtype)
+    xT = np.zeros((m, T, Bp), dtype)
+    xT[:, :, :B] = x.transpose(2, 0, 1)
     rows_in = q["W"][2].shape[0] - 1
-    wxT = np.empty((rows_in, T * B), dtype)
-    sparse_mod.csr_product(xT, *q["W"], q["b_in"], wxT)
-    states = [np.ascontiguousarray(s.T) for s in _initial_states(state0, _kernel(cell).state, B, n, dtype)]
-    outT = np.empty((T, n, B), dtype)
-    preT = np.empty((rows_in, B), dtype)
+    wx = np.empty((T, rows_in, Bp), dtype)
+    sparse_mod.csr_input(xT, *q["W"], q["b_in"], wx)
+    states = []
+    for s in _initial_states(state0, _kernel(cell).state, B, n, dtype):
+        sT = np.zeros((n, Bp), dtype)
+        sT[:, :B] = s.T
+        states.append(sT)
+    outT = np.empty((T, n, Bp), dtype)
+    preT = np.empty((rows_in, Bp), dtype)
     if cell == "lstm":
-        sparse_mod.lstm_sequence(wxT, *q["U"], states[0], states[1], outT, preT)
+        sparse_mod.lstm_sequence(wx, *q["U"], states[0], states[1], outT, preT)
     elif cell == "gru":
-        sparse_mod.gru_sequence(wxT, *q["U"], q["b_rec"], states[0], outT, preT)
+        sparse_mod.gru_sequence(wx, *q["U"], sparse_mod.bias_rows(q["b_rec"], Bp), states[0], outT, preT)
     else:
-        sparse_mod.rhn_sequence(wxT, *q["U"], q["b_rec"], states[0], outT, preT)
-    out = np.ascontiguousarray(outT.transpose(0, 2, 1))
-    return out, _final_states([s.T.copy() for s in states], out, T)
+        sparse_mod.rhn_sequence(wx, *q["U"], sparse_mod.bias_rows(q["b_rec"], Bp), states[0], outT, preT)
+    out = np.ascontiguousarray(outT[:, :, :B].transpose(0, 2, 1))
+    return out, _final_states([s[:, :B].T.copy() for s in states], out, T)
 
 
 def prepare(config, params: dict, parts: int | None = None, sparse: str = "auto") -> Prepared:
@@ -333,12 +352,15 @@ def run_layer(cell: str, q: dict, x: np.ndarray, state0=None, schedule: str = "a
     T, B, m = x.shape
     n = q["n"]
     nr = panel_width(dtype)
-    width = q["W"].shape[0] * nr                                 # the layout's columns, padding included
+    width = q["W"].shape[0] * nr + q["tail"]                     # the layout's columns: padding, constants
     wx = np.empty((T, B, width), dtype)
     matmul_bias(x.reshape(T * B, m), q["W"], q["b_in"], wx.reshape(T * B, width),       # every step's
                 *split(T * B, q["W"].shape[0], nr))                                     # input projection
     out = np.empty((T, B, n), dtype)
     pre = np.empty((B, width), dtype)
+    if q["tail"]:                                                # the constant gates' values
+        wx[:, :, width - q["tail"]:] = q["tail_wx"]
+        pre[:, width - q["tail"]:] = q["tail_pre"]
     kernel = _kernel(cell)
     states = _initial_states(state0, kernel.state, B, n, dtype)
     backup = [s.copy() for s in states]
@@ -376,6 +398,19 @@ def _final_states(states: list, out: np.ndarray, T: int):
     return (h, *states[1:]) if len(states) > 1 else h
 
 
+def run_stack(prepared: Prepared, x: np.ndarray, state0: list, schedule: str = "auto", threads: int | None = None):
+    """The recurrent layers of a prepared model over x (T, B, e): ``(outputs of the last
+    layer, final states)``, each layer in the dense kernel or, prepared sparse, the CSR one."""
+    finals = []
+    for q, s0 in zip(prepared.layers, state0):
+        if q.get("sparse"):
+            x, final = run_sparse_layer(prepared.cell, q, x, s0)
+        else:
+            x, final = run_layer(prepared.cell, q, x, s0, schedule, threads)
+        finals.append(final)
+    return x, finals
+
+
 def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
     """Log-probabilities of the next token (T, B, V) and the final states of a model
     laid out by :func:`prepare`; arguments and results as :func:`log_probs`,
@@ -391,13 +426,7 @@ def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads
     if len(state0) != L:
         raise ValueError(f"state0 has {len(state0)} entries for {L} layers")
     x = np.take(prepared.emb, tokens, axis=0)                    # (T, B, e); faster than emb[tokens]
-    finals = []
-    for q, s0 in zip(prepared.layers, state0):
-        if q.get("sparse"):
-            x, final = run_sparse_layer(prepared.cell, q, x, s0)
-        else:
-            x, final = run_layer(prepared.cell, q, x, s0, schedule, threads)
-        finals.append(final)
+    x, finals = run_stack(prepared, x, state0, schedule, threads)
     T, B = tokens.shape
     logp = np.empty((T * B, prepared.vocab_size), x.dtype)
     output_log_probs(x.reshape(T * B, -1), prepared.out_W, prepared.out_b, logp,
@@ -423,5 +452,5 @@ def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto",
 
 
 __all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
-           "prepare_sparse_layer", "run_sparse_layer", "live_rows",
+           "prepare_sparse_layer", "run_sparse_layer", "run_stack", "live_rows",
            "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]

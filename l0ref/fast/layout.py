@@ -22,10 +22,11 @@ panels.  :func:`gate_rows` gives, for each column, the gate row it holds (-1: pa
 **Constant rows** (:func:`constant_layout`).  A gate row whose every weight is zero (a
 constant gate of Lobacheva et al.: its preactivation gate folded to 0) has the bias as
 its preactivation, at every step.  Such rows get no column: each group's columns hold
-its *live* rows only (padded to whole panels), so no product computes them, and the
-update reads every gate through ``pos``: for gate block a of unit j of group g (logical
-index ``groups[g, LOGICAL] + a k + j``, k the group's units), the column that holds it,
-or ``-1 - i`` for the i-th constant row, whose value is its bias (``constants``).
+its *live* rows only (padded to whole panels), so no product computes them; the
+constants sit in a *tail* of columns after all groups' panels, which the driver fills
+with their biases.  The update reads every gate through ``pos``: for gate block a of
+unit j of group g (logical index ``groups[g, LOGICAL] + a k + j``, k the group's units),
+the column that holds it, a live one or one of the tail.
 """
 from __future__ import annotations
 
@@ -122,13 +123,14 @@ def constant_layout(n: int, blocks: int, parts: int, dtype, live: np.ndarray):
                     pos[logical + a * units + j] = column + len(here)
                     here.append(r)
                 else:
-                    pos[logical + a * units + j] = -1 - len(constant_rows)
+                    pos[logical + a * units + j] = -1 - len(constant_rows)     # placed in the tail below
                     constant_rows.append(r)
         panels = -(-len(here) // nr)
         groups[g] = (first, units, column, panels, logical)
         rows += here + [-1] * (panels * nr - len(here))
         column += panels * nr
         logical += blocks * units
+    pos[pos < 0] = column - 1 - pos[pos < 0]                          # -1 - i -> column + i
     return groups, np.array(rows, np.int64), pos, np.array(constant_rows, np.int64)
 
 

@@ -23,10 +23,11 @@ a thread holds every gate of its units and updates their state itself.
   after every step (RHN: every micro-step).
 
 **Constant rows** (``layout.constant_layout``): where some gate rows have no weights
-(constant gates), the columns hold only the live rows, the products compute only
-those, and the updates read each gate through ``pos`` (its column, or ``-1 - i`` for
-the i-th constant, whose value is in ``ca``, the GRU's input part in ``cx``; the RHN's
-``ca`` has one row per micro-step).  An empty ``pos`` means the plain layout.
+(constant gates), the columns hold only the live rows and the products compute only
+those; the constants' values sit in the last ``tail`` columns of ``wx``, ``pre`` and the
+biases, put there by the driver.  Before a group's update, its gates are gathered
+through ``pos`` into the plain order (:func:`_expand`), and the plain update runs.  An
+empty ``pos`` means the plain layout.
 
 The states of consecutive steps are different arrays: ``out[t - 1]`` (the initial state
 at t = 0) is read while ``out[t]`` is written.  ``sync`` (2,) int64: the barrier's
@@ -80,41 +81,10 @@ def _rhn_update(a, q, out, k):
 
 
 @njit()
-def _gate(row, pos, i, const):
-    """Logical gate i of a row: its column of ``row``, or its constant (``pos`` < 0)."""
-    p = pos[i]
-    return row[p] if p >= 0 else const[-1 - p]
-
-
-@njit()
-def _lstm_update_mapped(row, pos, base, ca, c, out, k):
-    """:func:`_lstm_update` reading the gates through ``pos`` from ``row`` (a whole row of
-    the preactivations) or the constants ``ca``; logical gates ``base + a k + j``."""
-    for j in range(k):
-        cj = (sigmoid(_gate(row, pos, base + k + j, ca)) * c[j]
-              + sigmoid(_gate(row, pos, base + j, ca)) * tanh(_gate(row, pos, base + 2 * k + j, ca)))
-        c[j] = cj
-        out[j] = sigmoid(_gate(row, pos, base + 3 * k + j, ca)) * tanh(cj)
-
-
-@njit()
-def _gru_update_mapped(xrow, arow, pos, base, cx, ca, h, out, k):
-    """:func:`_gru_update` reading the gates through ``pos``: the input parts from ``xrow``
-    or ``cx``, the recurrent parts from ``arow`` or ``ca``."""
-    for j in range(k):
-        r = sigmoid(_gate(xrow, pos, base + j, cx) + _gate(arow, pos, base + j, ca))
-        u = sigmoid(_gate(xrow, pos, base + k + j, cx) + _gate(arow, pos, base + k + j, ca))
-        m = tanh(_gate(xrow, pos, base + 2 * k + j, cx) + r * _gate(arow, pos, base + 2 * k + j, ca))
-        out[j] = m + u * (h[j] - m)
-
-
-@njit()
-def _rhn_update_mapped(row, pos, base, ca, q, out, k):
-    """:func:`_rhn_update` reading the gates through ``pos`` (``ca``: this micro-step's constants)."""
-    for j in range(k):
-        hj = tanh(_gate(row, pos, base + j, ca))
-        tj = sigmoid(_gate(row, pos, base + k + j, ca))
-        out[j] = q[j] + tj * (hj - q[j])
+def _expand(row, pos, base, count, out):
+    """``out[i] = row[pos[base + i]]`` for i < count: a group's gates in the plain order."""
+    for i in range(count):
+        out[i] = row[pos[base + i]]
 
 
 @njit()
@@ -149,13 +119,13 @@ def _unit(groups, g):
 
 
 @njit(parallel=True)
-def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, ca):
+def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos):
     """The LSTM (Eq. 1) over a whole sequence, in place (module docstring).
 
     wx (T, B, width): ``x_t W^T + b`` of every step, in the layout of ``groups``; U
     packed in it; h, c (B, n): the initial state (c is updated in place); out (T, B, n):
-    every h_t; pre (B, width): scratch; ``pos``, ``ca``: the constant rows (module
-    docstring).  Gate order i, f, g, o.
+    every h_t; pre (B, width): scratch, its tail the constants; ``pos``: the constant
+    rows' layout (module docstring).  Gate order i, f, g, o.
     """
     mapped = pos.shape[0] > 0
     T, B, width = wx.shape
@@ -164,6 +134,7 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, ca):
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = np.empty(n * MAX_ROWS, h.dtype)
+        gates = np.empty(4 * n, h.dtype)
         for t in range(T):
             prev = h if t == 0 else out[t - 1]
             for b in range(b0, b1, MAX_ROWS):
@@ -176,8 +147,8 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, ca):
                     u0, k, cg = _unit(groups, g)
                     if mapped:
                         for r in range(b, b + nb):
-                            _lstm_update_mapped(pre[r], pos, groups[g, LOGICAL], ca, c[r, u0:u0 + k],
-                                                out[t, r, u0:u0 + k], k)
+                            _expand(pre[r], pos, groups[g, LOGICAL], 4 * k, gates)
+                            _lstm_update(gates, c[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
                         continue
                     for r in range(b, b + nb):
                         _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
@@ -189,7 +160,7 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, ca):
 
 
 @njit(parallel=True)
-def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, cx, ca):
+def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos):
     """PyTorch's GRU over a whole sequence, in place.
 
     wx (T, B, width): ``x_t W^T + b_i``; U packed and b_h (width,) in the layout of
@@ -199,7 +170,8 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, cx, ca)
         r = sigmoid(wx_r + U_r h + b_hr),  u = sigmoid(wx_u + U_u h + b_hu)
         m = tanh(wx_n + r * (U_n h + b_hn)),  h <- (1 - u) * m + u * h
 
-    ``pos``, ``cx``, ``ca``: the constant rows (module docstring).
+    ``pos``: the constant rows' layout (module docstring; the tails of wx and b_h hold
+    their b_i and b_h).
     """
     mapped = pos.shape[0] > 0
     T, B, width = wx.shape
@@ -208,6 +180,7 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, cx, ca)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = np.empty(n * MAX_ROWS, h.dtype)
+        xg, ag = np.empty(3 * n, h.dtype), np.empty(3 * n, h.dtype)
         for t in range(T):
             prev = h if t == 0 else out[t - 1]
             for b in range(b0, b1, MAX_ROWS):
@@ -219,8 +192,9 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, cx, ca)
                     u0, k, cg = _unit(groups, g)
                     if mapped:
                         for r in range(b, b + nb):
-                            _gru_update_mapped(wx[t, r], pre[r], pos, groups[g, LOGICAL], cx, ca, prev[r, u0:u0 + k],
-                                               out[t, r, u0:u0 + k], k)
+                            _expand(wx[t, r], pos, groups[g, LOGICAL], 3 * k, xg)
+                            _expand(pre[r], pos, groups[g, LOGICAL], 3 * k, ag)
+                            _gru_update(xg, ag, prev[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
                         continue
                     for r in range(b, b + nb):
                         _gru_update(wx[t, r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
@@ -233,7 +207,7 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, cx, ca)
 
 
 @njit(parallel=True)
-def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, ca):
+def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, tail):
     """The RHN (Zilly et al.) over a whole sequence, in place.
 
     wx (T, B, width): ``x_t W^T + b^1`` (the first micro-step's input and bias);
@@ -243,8 +217,10 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
     of every t; pre (B, width): scratch; ``buffers`` (2, B, n): the states between
     micro-steps, alternately (micro-step s of a step reads the state of s - 1 and
     writes the other buffer; the last writes ``out[t]``).  A barrier per micro-step.
-    ``pos``, ``ca`` (L, constants): the constant rows (module docstring): a row is
-    constant only where it has no weights at any micro-step.
+    ``pos``, ``tail``: the constant rows' layout (module docstring) and their count; a
+    row is constant only where it has no weights at any micro-step, and its value
+    changes with the micro-step: the tail of ``pre`` is copied from the micro-step's
+    (wx's or rb's) before the update.
     """
     mapped = pos.shape[0] > 0
     T, B, width = wx.shape
@@ -253,6 +229,7 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = np.empty(n * MAX_ROWS, q.dtype)
+        gates = np.empty(2 * n, q.dtype)
         epoch = 0
         for t in range(T):
             for s in range(L):
@@ -274,8 +251,10 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
                         u0, k, cg = _unit(groups, g)
                         if mapped:
                             for r in range(b, b + nb):
-                                _rhn_update_mapped(pre[r], pos, groups[g, LOGICAL], ca[s], src[r, u0:u0 + k],
-                                                   dst[r, u0:u0 + k], k)
+                                for i in range(width - tail, width):       # this micro-step's constants
+                                    pre[r, i] = wx[t, r, i] if s == 0 else rb[s, i]
+                                _expand(pre[r], pos, groups[g, LOGICAL], 2 * k, gates)
+                                _rhn_update(gates, src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
                             continue
                         for r in range(b, b + nb):
                             _rhn_update(pre[r, cg:cg + 2 * k], src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
