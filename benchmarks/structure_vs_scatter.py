@@ -269,7 +269,7 @@ def plot(rows, path: Path) -> None:
         ax.axhline(dense[0], color="gray", ls="--", label="dense (uncompressed)")
     ax.set_yscale("log")
     ax.set_xticks(sparsities)
-    ax.set_xlabel("sparsity of the recurrent layers (equal nonzero weights per column)")
+    ax.set_xlabel("sparsity of the recurrent layers (nonzero weights equal across methods)")
     ax.set_ylabel("median ms per batch (10 x 30 tokens)")
     ax.set_title("Table 1 LSTM: structured vs scattered sparsity")
     ax.legend(fontsize=8)

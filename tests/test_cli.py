@@ -87,6 +87,9 @@ def test_every_gate_family_trains_compacts_and_evaluates_alike(corpus, tmp_path,
     summary = json.loads((run / "summary.json").read_text())
     assert summary["gate_families"] == ["neurons", "preact", "weights", "vocab"]
     assert len(summary["constant_gates"]) == 2 and set(summary["constant_gates"][0]["constant"]) == set("ifgo")
+    figures = tmp_path / "figures"
+    assert cli.main(["report", str(run), "--out", str(figures)]) == 0
+    assert (figures / "all_constant_gates.png").is_file()
     small = tmp_path / "small.npz"
     assert cli.main(["compact", str(run / "checkpoint.npz"), "--out", str(small)]) == 0
     test = str(corpus / "test.txt")

@@ -385,3 +385,23 @@ def test_prepare_runs_a_layer_sparse_where_csr_is_smaller():
     assert not fast.prepare(sparse.config, sparse.params, sparse="never").layers[0].get("sparse")
     with pytest.raises(ValueError, match="sparse must be one of"):
         fast.prepare(sparse.config, sparse.params, sparse="yes")
+
+
+# --- The report's constant-gate picture -----------------------------------------------------------
+
+@pytest.mark.parametrize("name, options", [("lstm", {}), ("gru", {}), ("rhn", {"depth": 2})])
+def test_constant_gate_picture_counts_the_zeros_of_the_live_units(name, options, tmp_path):
+    from l0ref import report
+    config = models.ModelConfig(name, 20, 5, (8, 6), options, ("neurons", "preact"))
+    params = models.init_params(config, np.random.default_rng(13), np.float64)
+    gates = models.eval_gates(params)
+    gates["preact"][0][::3] = 0
+    gates["neurons"][1][::4] = 0                                  # pruned units are left out
+    maps = report.constant_gate_maps(config, gates)
+    cm = C.compact(config, params, gates)
+    assert [m["constant"] for m in maps] == [row["constant"] for row in C.constant_gates(cm)]
+    assert maps[0]["live"].tolist() == [j for j in range(8) if j % 4]
+    path = report.plot_constant_gates(config, params, tmp_path / "cg.png", gates)
+    assert path.stat().st_size > 1000
+    with pytest.raises(ValueError, match="no preactivation gates"):
+        report.constant_gate_maps(config, {"neurons": gates["neurons"]})

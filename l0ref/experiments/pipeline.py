@@ -333,6 +333,8 @@ def plots(state, params, out: Path, name: str, data_note: str | None) -> None:
                              title=f"{name}: live neurons ({mc.cell.upper()}){note}")
     report.plot_structure(mc, params, out / "structure.png", models.inference_gates(params),
                           title=f"{name}: kept structure")
+    if "preact" in mc.gate_families:
+        report.plot_constant_gates(mc, params, out / "constant_gates.png", title=f"{name}: constant gates")
 
 
 def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:

@@ -9,7 +9,8 @@ from ..gates import live_counts
 from .curves import plot_live_neurons, plot_ppl_vs_width, plot_size_target
 from .figure import PLOT_EXTRA
 from .runs import LAMBDA_KEYS, TEST_PPL_KEYS, make_report, read_run
+from .gate_structure import constant_gate_maps, plot_constant_gates
 from .structure import Kept, downsample, group_names, kept_counts, plot_structure
 
-__all__ = ["PLOT_EXTRA", "Kept", "group_names", "live_counts", "kept_counts", "downsample", "plot_structure",
+__all__ = ["constant_gate_maps", "plot_constant_gates", "PLOT_EXTRA", "Kept", "group_names", "live_counts", "kept_counts", "downsample", "plot_structure",
            "plot_live_neurons", "plot_ppl_vs_width", "plot_size_target", "read_run", "make_report", "TEST_PPL_KEYS", "LAMBDA_KEYS"]

@@ -11,6 +11,7 @@ import numpy as np
 from ..gates import PARAMS_KEY, live_counts
 from .curves import _fmt, plot_live_neurons, plot_ppl_vs_width, plot_size_target
 from .figure import matplotlib_parts
+from .gate_structure import plot_constant_gates
 from .structure import _config_fields, plot_structure
 
 __all__ = ["read_run", "make_report", "TEST_PPL_KEYS", "LAMBDA_KEYS"]
@@ -194,6 +195,9 @@ def make_report(run_dirs, out_dir, *, loader: Callable | None = None,
             config, params, gates = model
             written.append(plot_structure(config, params, out_dir / f"{name}_structure.png", gates=gates,
                                           title=f"{name}: {_config_fields(config)[0].upper()} structure"))
+            if "preact" in getattr(config, "gate_families", ()) and params.get(PARAMS_KEY) is not None:
+                written.append(plot_constant_gates(config, params, out_dir / f"{name}_constant_gates.png",
+                                                   title=f"{name}: constant gates (Lobacheva et al.'s statistic)"))
         rec = _run_record(name, history, summary, model, run_notes)
         if rec.get("test_ppl") is None:
             run_notes.append(f"{name}: no test perplexity in the summary (keys {', '.join(TEST_PPL_KEYS)})")
