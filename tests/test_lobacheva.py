@@ -405,3 +405,18 @@ def test_constant_gate_picture_counts_the_zeros_of_the_live_units(name, options,
     assert path.stat().st_size > 1000
     with pytest.raises(ValueError, match="no preactivation gates"):
         report.constant_gate_maps(config, {"neurons": gates["neurons"]})
+
+
+def test_the_other_families_start_open_and_the_neuron_gates_as_before():
+    """Lobacheva et al.'s families start at log_alpha ~ N(3, 0.1) (test-time gate 1, most
+    samples exactly 1); the neuron gates keep Wen et al.'s N(1, 0.1) and draw the same
+    numbers as a neurons-only model of the same seed."""
+    plain = models.ModelConfig("lstm", 9, 4, (5,))
+    every = models.ModelConfig("lstm", 9, 4, (5,), {}, ("neurons", "preact", "weights", "vocab"))
+    a = models.init_params(plain, np.random.default_rng(3), np.float64)["log_alpha"]
+    b = models.init_params(every, np.random.default_rng(3), np.float64)["log_alpha"]
+    for x, y in zip(a["neurons"], b["neurons"]):
+        np.testing.assert_array_equal(x, y)
+    for family in ("preact", "weights", "vocab"):
+        values = np.concatenate([v.reshape(-1) for v in b[family]])
+        assert abs(values.mean() - 3.0) < 0.05 and np.all(hc.deterministic(values) == 1)

@@ -162,14 +162,25 @@ def groups(config) -> list[GateGroup]:
     return [g for name in config.gate_families for g in get_family(name).groups(config)]
 
 
+#: The initial mean log_alpha of the families beyond the neuron gates: open (test-time gate
+#: 1, and 80% of the samples exactly 1), so that their noise starts small.  At Wen et al.'s
+#: N(1, 0.1) every weight, gate and word is multiplied by a sample of mean 0.73 from the first
+#: step, and on the embedded corpus the embedding's columns closed within 4 epochs (Adam)
+#: or layer 1 within 6 (SGD) (docs/structure.md).
+EXTRA_MEAN = 3.0
+
+
 def init_params(config, rng: np.random.Generator, *, mean: float = 1.0, std: float = 0.1,
-                   drop_rate: float | None = None, dtype=np.float64) -> dict:
+                   drop_rate: float | None = None, dtype=np.float64, extra_mean: float | None = EXTRA_MEAN) -> dict:
     """Initial ``log_alpha`` of every group: ``{family: [array per group]}``
-    (:func:`neurons.init_log_alpha` draws them, family by family in the config's order)."""
+    (:func:`neurons.init_log_alpha` draws them, family by family in the config's order):
+    the neuron gates around ``mean``, the other families around ``extra_mean`` (None:
+    ``mean`` too)."""
     out = {}
     for name in config.gate_families:
         shapes = [g.shape for g in get_family(name).groups(config)]
-        out[name] = neurons.init_log_alpha(shapes, rng, drop_rate=drop_rate, mean=mean, std=std, dtype=dtype)
+        m = mean if name == "neurons" or extra_mean is None else extra_mean
+        out[name] = neurons.init_log_alpha(shapes, rng, drop_rate=drop_rate, mean=m, std=std, dtype=dtype)
     return out
 
 

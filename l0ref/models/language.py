@@ -34,7 +34,7 @@ from ..tree import leaves
 
 
 def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32,
-                init_range: float | None = None, log_alpha_mean: float = 1.0,
+                init_range: float | None = None, log_alpha_mean: float = 1.0, log_alpha_extra: float | None = 3.0,
                 log_alpha_std: float = 0.1, drop_rate: float | None = None) -> dict:
     """Random parameters: Uniform(-init_range, init_range) everywhere if given (the paper's
     RHN setting uses 0.08), else PyTorch's defaults (embedding N(0, 1) scaled to U(-0.1, 0.1)
@@ -53,7 +53,7 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32,
         "layers": layers,
         "out_W": uniform(rng, k, (V, m), dtype),
         "out_b": np.zeros(V, dtype),
-        "log_alpha": gates_mod.init_params(config, rng, drop_rate=drop_rate, mean=log_alpha_mean,
+        "log_alpha": gates_mod.init_params(config, rng, drop_rate=drop_rate, mean=log_alpha_mean, extra_mean=log_alpha_extra,
                                            std=log_alpha_std, dtype=dtype),
     }
 

@@ -38,6 +38,7 @@ class TrainConfig:
     lam_weights: tuple = (0.0,)       #: per layer: the weight gates' own count (extra push)
     log_alpha_init: float = 1.0       #: mean of the N(mean, std) init (Wen et al.: N(1, 0.1))
     log_alpha_std: float = 0.1
+    log_alpha_init_extra: float = 3.0  #: mean init of the gate families beyond the neurons (open: little noise)
     log_alpha_lr_scale: float = 1.0   #: learning-rate multiplier for log_alpha
     init_range: float | None = None   #: Uniform(-r, r) init for all weights; None = PyTorch's
     adam_betas: tuple = (0.9, 0.999)
@@ -74,7 +75,7 @@ class TrainConfig:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        finite = ("lr", "momentum", "lr_decay", "clip", "dropout", "weight_decay", "log_alpha_init",
+        finite = ("lr", "momentum", "lr_decay", "clip", "dropout", "weight_decay", "log_alpha_init", "log_alpha_init_extra",
                   "log_alpha_std", "log_alpha_lr_scale", "adam_eps")
         for name in finite:
             v = getattr(self, name)

@@ -58,7 +58,8 @@ def init_state(model_config: models.ModelConfig, config: TrainConfig, n_train_to
     ``N(log_alpha_init, log_alpha_std)``, optimizer buffers at zero."""
     rng = np.random.default_rng(config.seed)
     params = models.init_params(model_config, rng, dtype=DTYPES[config.dtype], init_range=config.init_range,
-                                log_alpha_mean=config.log_alpha_init, log_alpha_std=config.log_alpha_std)
+                                log_alpha_mean=config.log_alpha_init, log_alpha_std=config.log_alpha_std,
+                                log_alpha_extra=config.log_alpha_init_extra)
     weights = weights_mod.from_config(config, model_config.n_layers, int(n_train_tokens))
     if vocab is not None and len(vocab) != model_config.vocab_size:
         raise ValueError(f"vocabulary has {len(vocab)} tokens, the model {model_config.vocab_size}")
