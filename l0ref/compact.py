@@ -219,11 +219,11 @@ def compact(config: ModelConfig, params: dict, gates=None) -> CompactModel:
     small = {
         "emb": np.ascontiguousarray(emb, dtype),                                       # (V, e')
         "layers": layers,
-        "out_W": np.ascontiguousarray(np.asarray(params["out_W"])[:, kL] * g[-1][kL], dtype),  # (V, n_L')
-        "out_b": np.ascontiguousarray(params["out_b"], dtype),                           # (V,)
+        "out_W": np.ascontiguousarray(np.asarray(params["out_W"])[:, kL] * g[-1][kL], dtype),  # (V or C, n_L')
+        "out_b": np.ascontiguousarray(params["out_b"], dtype),                           # (V or C,)
     }
     small_config = ModelConfig(config.cell, config.vocab_size, len(k0), tuple(len(k) for k in kept[1:]),
-                               dict(config.cell_options), config.gate_families)
+                               dict(config.cell_options), config.gate_families, config.n_classes)
     return CompactModel(small_config, small, kept, config, structure=structure)
 
 
@@ -418,7 +418,8 @@ def size_report(cm: CompactModel) -> SizeReport:
 
     Parameters: every weight and bias (no ``log_alpha``).  Multiply-adds per token: the
     matrix-vector products of the dense model (all gate blocks), the embedding lookup
-    counted as 0 and the softmax as ``V * n_L``; biases, nonlinearities and the mask
+    counted as 0 and the softmax as ``V * n_L`` (a classifier's dense layer as ``C * n_L``,
+    though it runs once per document); biases, nonlinearities and the mask
     products of the full model are not counted.
     """
     full, small = cm.original, cm.config
@@ -435,8 +436,9 @@ def size_report(cm: CompactModel) -> SizeReport:
             pa, ma = _structured_counts(cm, l)
         comps.append(Component(f"layer {l + 1}", f"{m_full}->{n_full}", f"{m_small}->{n_small}", pb, pa, mb, ma))
         m_full, m_small = n_full, n_small
-    comps.append(Component("softmax", f"{m_full}->{V}", f"{m_small}->{V}",
-                           V * m_full + V, V * m_small + V, V * m_full, V * m_small))
+    K, name = full.n_outputs, "softmax" if full.n_classes is None else "classes"   # a classifier's, once per document
+    comps.append(Component(name, f"{m_full}->{K}", f"{m_small}->{K}",
+                           K * m_full + K, K * m_small + K, K * m_full, K * m_small))
     return SizeReport(full.cell, groups, comps)
 
 
@@ -549,8 +551,8 @@ def load(path) -> CompactModel:
         raise ValueError(f"{path!r}: the header does not describe a model: {e!r}") from None
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"{path!r}: the header's dtype {dtype} is not float32 or float64")
-    if (small.cell, small.vocab_size, small.n_layers, small.cell_options) != \
-            (original.cell, original.vocab_size, original.n_layers, original.cell_options):
+    if (small.cell, small.vocab_size, small.n_layers, small.cell_options, small.n_classes) != \
+            (original.cell, original.vocab_size, original.n_layers, original.cell_options, original.n_classes):
         raise ValueError(f"{path!r}: compact config {small} does not match original config {original}")
     try:
         kept = _check_kept(kept, original, small)
@@ -639,8 +641,8 @@ def _expected_shapes(config: ModelConfig) -> dict:
         for k, shape in cell.param_shapes(m, n, **config.cell_options).items():
             shapes[f"layers.{l}.{k}"] = tuple(shape)
         m = n
-    shapes["out_W"] = (V, m)
-    shapes["out_b"] = (V,)
+    shapes["out_W"] = (config.n_outputs, m)
+    shapes["out_b"] = (config.n_outputs,)
     return shapes
 
 

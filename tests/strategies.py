@@ -208,15 +208,17 @@ def gate_families(draw, families=("neurons",)):
 
 @st.composite
 def lm_configs(draw, cell_name: str, max_vocab: int = 5, max_size: int = 3, max_layers: int = 2,
-               families=("neurons",)):
+               families=("neurons",), max_classes: int | None = None):
     """A small ModelConfig: V in [2, max_vocab], 1..max_layers layers, sizes in [1, max_size],
-    the gate families of :func:`gate_families`."""
+    the gate families of :func:`gate_families`; a classifier of 2..max_classes classes
+    when ``max_classes`` is given."""
     V = draw(st.integers(2, max_vocab))
     L = draw(st.integers(1, max_layers))
     e = draw(st.integers(1, max_size))
     hidden = draw(st.lists(st.integers(1, max_size), min_size=L, max_size=L))
     options = draw(LM_CELL_OPTIONS.get(cell_name, st.just({})))
-    return _model.ModelConfig(cell_name, V, e, tuple(hidden), options, draw(gate_families(families)))
+    n_classes = None if max_classes is None else draw(st.integers(2, max_classes))
+    return _model.ModelConfig(cell_name, V, e, tuple(hidden), options, draw(gate_families(families)), n_classes)
 
 
 @st.composite
@@ -243,6 +245,32 @@ def lm_problem(draw, cell_name: str, max_steps: int = 3, max_batch: int = 3, per
     T, B = draw(st.integers(1, max_steps)), draw(st.integers(1, max_batch))
     tokens = draw(token_arrays((T, B), config.vocab_size))
     targets = draw(token_arrays((T, B), config.vocab_size))
+    gates = draw(model_gates(config, B, per_sequence))
+    return dict(config=config, params=params, tokens=tokens, targets=targets, gates=gates, T=T, B=B)
+
+
+@st.composite
+def classifier_problem(draw, cell_name: str, max_steps: int = 4, max_batch: int = 3, max_classes: int = 4,
+                       per_sequence=None, **config_kw):
+    """A classifier instance: config (``n_classes`` drawn), params, right-padded tokens
+    (T, B) with their ``lengths`` (B,) in [1, T] (one of them T), ``labels`` (B,), and
+    gates as :func:`lm_problem` draws them."""
+    config = draw(lm_configs(cell_name, max_classes=max_classes, **config_kw))
+    params = draw(lm_params(config))
+    T, B = draw(st.integers(1, max_steps)), draw(st.integers(1, max_batch))
+    tokens = draw(token_arrays((T, B), config.vocab_size))
+    lengths = np.array(draw(st.lists(st.integers(1, T), min_size=B, max_size=B)), np.int64)
+    lengths[draw(st.integers(0, B - 1))] = T
+    labels = np.array(draw(st.lists(st.integers(0, config.n_classes - 1), min_size=B, max_size=B)), np.int64)
+    gates = draw(model_gates(config, B, per_sequence))
+    return dict(config=config, params=params, tokens=tokens, lengths=lengths, labels=labels, gates=gates, T=T, B=B)
+
+
+@st.composite
+def model_gates(draw, config, B: int, per_sequence=None):
+    """One gate array per group of every family of ``config``, with exact 0s and 1s: each
+    (size,) or (B, size) (``per_sequence``), weight gates of their matrices' shapes; the
+    list of neuron gates for a neurons-only config, else ``{family: [...]}``."""
     from l0ref import gates as _gates
     gates = {}
     for family in config.gate_families:
@@ -253,6 +281,4 @@ def lm_problem(draw, cell_name: str, max_steps: int = 3, max_batch: int = 3, per
             else:
                 arrays_.append(draw(masks(B, group.shape[0], per_sequence)))
         gates[family] = arrays_
-    if config.gate_families == ("neurons",):
-        gates = gates["neurons"]
-    return dict(config=config, params=params, tokens=tokens, targets=targets, gates=gates, T=T, B=B)
+    return gates["neurons"] if config.gate_families == ("neurons",) else gates

@@ -16,6 +16,9 @@ class ModelConfig:
     (each cell lists its own, ``cell.OPTIONS``); ``gate_families`` which gates the model
     has (``gates/families.py``: ``("neurons",)``, the gates of Wen et al., by default; any of
     ``preact``, ``weights``, ``vocab`` added, Lobacheva et al.'s), kept in canonical order.
+    ``n_classes``: None for a language model (the output layer is a softmax over the
+    vocabulary, ``language.py``), or the number of classes of a document classifier
+    (``classifier.py``; the same parameters, with ``out_W`` (n_classes, n_L)).
     """
 
     cell: str
@@ -24,6 +27,7 @@ class ModelConfig:
     hidden_sizes: tuple[int, ...]
     cell_options: dict = field(default_factory=dict)
     gate_families: tuple[str, ...] = ("neurons",)
+    n_classes: int | None = None
 
     def __post_init__(self):
         cell = get_cell(self.cell)  # raises for an unknown name
@@ -43,6 +47,18 @@ class ModelConfig:
             raise ValueError("a model needs at least one recurrent layer (hidden_sizes is empty)")
         cell.param_shapes(self.emb_size, self.hidden_sizes[0], **self.cell_options)   # checks option values
         gates_mod.groups(self)                          # a family the cell lacks is refused here
+        if self.n_classes is not None:
+            object.__setattr__(self, "n_classes", check_count("n_classes", self.n_classes, minimum=2))
+
+    @property
+    def task(self) -> str:
+        """``"lm"`` (next-word prediction) or ``"classify"`` (one class per document)."""
+        return "lm" if self.n_classes is None else "classify"
+
+    @property
+    def n_outputs(self) -> int:
+        """Rows of the output layer: the vocabulary size, or the number of classes."""
+        return self.vocab_size if self.n_classes is None else self.n_classes
 
     @property
     def n_layers(self) -> int:
@@ -63,19 +79,21 @@ class ModelConfig:
         d = asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
         d["gate_families"] = list(self.gate_families)
+        if self.n_classes is None:
+            del d["n_classes"]          # a language model's dict is as before classifiers existed
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         required = {"cell", "vocab_size", "emb_size", "hidden_sizes"}
-        known = required | {"cell_options", "gate_families"}
+        known = required | {"cell_options", "gate_families", "n_classes"}
         if not isinstance(d, dict) or not required <= set(d):
             raise ValueError(f"a model config needs the keys {sorted(required)}, got {d!r}")
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown model config keys {unknown}")
         return cls(d["cell"], d["vocab_size"], d["emb_size"], d["hidden_sizes"], d.get("cell_options", {}),
-                   d.get("gate_families", ("neurons",)))
+                   d.get("gate_families", ("neurons",)), d.get("n_classes"))
 
 
 __all__ = ["ModelConfig"]

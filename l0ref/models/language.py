@@ -51,8 +51,8 @@ def init_params(config: ModelConfig, rng: np.random.Generator, dtype=np.float32,
     return {
         "emb": uniform(rng, k, (V, e), dtype),
         "layers": layers,
-        "out_W": uniform(rng, k, (V, m), dtype),
-        "out_b": np.zeros(V, dtype),
+        "out_W": uniform(rng, k, (config.n_outputs, m), dtype),      # (V, n_L), or (classes, n_L)
+        "out_b": np.zeros(config.n_outputs, dtype),
         "log_alpha": gates_mod.init_params(config, rng, drop_rate=drop_rate, mean=log_alpha_mean, extra_mean=log_alpha_extra,
                                            std=log_alpha_std, dtype=dtype),
     }
@@ -68,7 +68,8 @@ def check_params(config: ModelConfig, params: dict, *, gates: bool | None = None
         if key not in params:
             raise ValueError(f"model parameters lack {key!r}")
     V, e, hs = config.vocab_size, config.emb_size, config.hidden_sizes
-    expect = {"emb": (V, e), "out_W": (V, hs[-1]), "out_b": (V,)}
+    K = config.n_outputs
+    expect = {"emb": (V, e), "out_W": (K, hs[-1]), "out_b": (K,)}
     for key, shape in expect.items():
         if np.shape(params[key]) != shape:
             raise ValueError(f"parameter {key} has shape {np.shape(params[key])}, expected {shape}")
