@@ -14,7 +14,8 @@
   split by columns, with per-block maxima and sums;
 - ``sparse.py``: the CSR kernel of weight-sparse layers (Lobacheva et al.'s weight gates);
 - ``driver.py``: :func:`prepare` (lay a model out once; constant gates get no column,
-  weight-sparse layers go to the CSR kernel), :func:`run`, :func:`log_probs`, and the
+  weight-sparse layers go to the CSR kernel), :func:`run`, :func:`log_probs`,
+  :func:`classify` (a document classifier: last state per document, dense layer), and the
   table of cells that have a kernel;
 - ``_jit.py``: the compile flags and a disk cache keyed on every file of this folder.
 
@@ -31,6 +32,6 @@ that called numpy's OpenBLAS: the first layer of the compact Table 1 LSTM took 3
 with OpenBLAS's threads sent to sleep at once, 8.0 ms with its default spin).  The tile
 matches OpenBLAS on these shapes (``docs/speed.md``).
 """
-from .driver import KERNELS, SPARSE, Prepared, log_probs, prepare, prepare_layer, run, run_layer, run_stack
+from .driver import KERNELS, SPARSE, Prepared, classify, log_probs, prepare, prepare_layer, run, run_layer, run_stack
 
-__all__ = ["KERNELS", "SPARSE", "Prepared", "log_probs", "prepare", "prepare_layer", "run", "run_layer", "run_stack"]
+__all__ = ["KERNELS", "SPARSE", "Prepared", "classify", "log_probs", "prepare", "prepare_layer", "run", "run_layer", "run_stack"]

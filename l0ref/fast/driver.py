@@ -40,6 +40,7 @@ class Prepared:
     layers: tuple
     out_W: np.ndarray
     out_b: np.ndarray
+    n_classes: int | None = None      #: a document classifier's classes (``out_W`` has that many rows)
 
 
 def _packed_input(p: dict, key_b: str, rows, dtype) -> dict:
@@ -301,10 +302,12 @@ def prepare(config, params: dict, parts: int | None = None, sparse: str = "auto"
             raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
         layers.append(q)
         m = n
-    _check_shape("out_W", params["out_W"], (V, m))
-    _check_shape("out_b", params["out_b"], (V,))
+    K = int(getattr(config, "n_outputs", V))
+    _check_shape("out_W", params["out_W"], (K, m))
+    _check_shape("out_b", params["out_b"], (K,))
     return Prepared(config.cell, int(config.vocab_size), np.ascontiguousarray(emb), tuple(layers),
-                    pack_panels(params["out_W"], dtype), pad_panels(params["out_b"], dtype))
+                    pack_panels(params["out_W"], dtype), pad_panels(params["out_b"], dtype),
+                    getattr(config, "n_classes", None))
 
 
 # --------------------------------------------------------------------- driver
@@ -411,16 +414,23 @@ def run_stack(prepared: Prepared, x: np.ndarray, state0: list, schedule: str = "
     return x, finals
 
 
-def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
-    """Log-probabilities of the next token (T, B, V) and the final states of a model
-    laid out by :func:`prepare`; arguments and results as :func:`log_probs`,
-    ``schedule`` and ``threads`` as in :func:`run_layer`."""
+def _check_tokens(prepared: Prepared, tokens) -> np.ndarray:
     tokens = np.asarray(tokens)
     if tokens.ndim != 2 or tokens.shape[0] < 1 or tokens.shape[1] < 1 \
             or not np.issubdtype(tokens.dtype, np.integer):
         raise ValueError(f"tokens must be integer ids of shape (T, B), T, B >= 1; got {tokens.shape} {tokens.dtype}")
     if tokens.min() < 0 or tokens.max() >= prepared.vocab_size:
         raise ValueError(f"token ids must lie in [0, {prepared.vocab_size})")
+    return tokens
+
+
+def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads: int | None = None):
+    """Log-probabilities of the next token (T, B, V) and the final states of a model
+    laid out by :func:`prepare`; arguments and results as :func:`log_probs`,
+    ``schedule`` and ``threads`` as in :func:`run_layer`."""
+    if prepared.n_classes is not None:
+        raise ValueError("this is a document classifier; run it with fast.classify, not fast.run")
+    tokens = _check_tokens(prepared, tokens)
     L = len(prepared.layers)
     state0 = [None] * L if state0 is None else list(state0)
     if len(state0) != L:
@@ -432,6 +442,31 @@ def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads
     output_log_probs(x.reshape(T * B, -1), prepared.out_W, prepared.out_b, logp,
                      *split(T * B, prepared.out_W.shape[0], prepared.out_W.shape[-1]))
     return logp.reshape(T, B, -1), finals
+
+
+def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", threads: int | None = None) -> np.ndarray:
+    """Class log-probabilities (B, C) of a compact document classifier laid out by
+    :func:`prepare` (``models.classifier.log_probs`` with gates None): the stack over
+    the right-padded ``tokens`` (T, B) from zero states, each document's last-layer
+    output at its last token ``lengths[b] - 1``, then the dense layer and log-softmax
+    (the softmax kernel, over C columns).  The padded steps run too (their outputs are
+    never read; length-sorted batches keep them few)."""
+    if prepared.n_classes is None:
+        raise ValueError("this is a language model; run it with fast.run, not fast.classify")
+    tokens = _check_tokens(prepared, tokens)
+    T, B = tokens.shape
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
+            or lengths.max() > T:
+        raise ValueError(f"lengths must be ({B},) integers in [1, {T}], got {lengths.dtype} {lengths.shape}")
+    x = np.take(prepared.emb, tokens, axis=0)                    # (T, B, e)
+    x, _ = run_stack(prepared, x, [None] * len(prepared.layers), schedule, threads)
+    h = np.ascontiguousarray(x[lengths - 1, np.arange(B)])      # (B, n_L)
+    C = prepared.n_classes
+    logp = np.empty((B, C), x.dtype)
+    output_log_probs(h, prepared.out_W, prepared.out_b, logp,
+                     *split(B, prepared.out_W.shape[0], prepared.out_W.shape[-1]))
+    return logp
 
 
 def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto", threads: int | None = None,
@@ -451,6 +486,6 @@ def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto",
     return run(prepare(config, params, sparse=sparse), tokens, state0, schedule, threads)
 
 
-__all__ = ["log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
+__all__ = ["classify", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
            "prepare_sparse_layer", "run_sparse_layer", "run_stack", "live_rows",
            "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]

@@ -2,7 +2,8 @@
 
 The package, file by file: ``config.py`` (:class:`TrainConfig`, what to train with),
 ``weights.py`` (the penalty weights, training state), ``state.py`` (:class:`TrainState`),
-``tasks.py`` (what is learned: the language model's data, loss and evaluation),
+``tasks.py`` (what is learned: the language model's or the classifier's data, loss and
+evaluation),
 ``step.py`` (one update), ``optim.py`` (SGD, Adam, weight decay), ``evaluate.py``
 (perplexity, live neurons), ``loop.py`` (epochs, progress lines, history) and
 ``checkpoints.py`` (saving and exact resume).
@@ -67,15 +68,15 @@ bit for bit the parameters of training straight through.
 
 from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, load_checkpoint, save_checkpoint
 from .config import DTYPES, LAMBDA_UNIT, OPTIMIZERS, TrainConfig
-from .evaluate import evaluate, live_neurons, expected_size, reference_perplexities
+from .evaluate import evaluate, evaluate_classifier, live_neurons, expected_size, reference_perplexities
 from .loop import Interrupted, Progress, describe, fit, record, status_line
 from .memory import check_fits, estimate_bytes
 from .state import TrainState, init_state
 from .step import train_step
-from .tasks import LanguageModeling
+from .tasks import Classification, LanguageModeling
 from .weights import PenaltyWeights, TargetController
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DTYPES", "Interrupted", "LAMBDA_UNIT", "OPTIMIZERS", "LanguageModeling", "check_fits", "estimate_bytes",
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "DTYPES", "Interrupted", "LAMBDA_UNIT", "OPTIMIZERS", "Classification", "LanguageModeling", "evaluate_classifier", "check_fits", "estimate_bytes",
            "PenaltyWeights", "TargetController", "Progress", "TrainConfig", "TrainState", "describe", "evaluate", "fit", "init_state",
            "live_neurons", "load_checkpoint", "record", "reference_perplexities", "save_checkpoint", "status_line",
            "expected_size", "train_step"]

@@ -1,4 +1,5 @@
-"""Evaluation: perplexity over a token stream, live neurons, expected size, baselines."""
+"""Evaluation: perplexity over a token stream, a classifier's accuracy, live neurons,
+expected size, baselines."""
 from __future__ import annotations
 
 from typing import Callable
@@ -38,6 +39,34 @@ def evaluate(model_config: models.ModelConfig, params: dict, ids: np.ndarray, *,
     return total / count
 
 
+def evaluate_classifier(model_config: models.ModelConfig, params: dict, split, *, batch_size: int = 64, gates=None,
+                        log_probs_fn: Callable | None = None) -> dict:
+    """Accuracy, mean cross-entropy and the confusion matrix of a classifier on ``split``
+    (``data.labelled.Split``), in batches of similar length.
+
+    ``gates`` as for :func:`evaluate`; ``log_probs_fn(config, params, tokens, lengths)`` ->
+    (B, C) log-probabilities replaces ``models.classifier.log_probs`` (e.g. a kernel).
+    ``confusion[i, j]`` counts documents of class i predicted as j.  Returns ``{"loss",
+    "accuracy", "confusion", "predictions"}`` (predictions in the split's order)."""
+    if len(split) == 0:
+        raise ValueError("evaluation needs at least one document")
+    if log_probs_fn is None:
+        def log_probs_fn(c, p, tokens, lengths):
+            return models.classifier.log_probs(c, p, tokens, lengths, gates)
+    C = model_config.n_classes
+    predictions = np.empty(len(split), np.int64)
+    total = 0.0
+    for order in data_mod.length_batches(split.lengths, max(1, int(batch_size))):
+        tokens, lengths = data_mod.pad(split.docs, order)
+        logp = log_probs_fn(model_config, params, tokens, lengths)
+        total -= float(logp[np.arange(order.size), split.labels[order]].sum(dtype=np.float64))
+        predictions[order] = np.argmax(logp, axis=1)
+    confusion = np.zeros((C, C), np.int64)
+    np.add.at(confusion, (split.labels, predictions), 1)
+    return {"loss": total / len(split), "accuracy": float(np.mean(predictions == split.labels)),
+            "confusion": confusion, "predictions": predictions}
+
+
 def live_neurons(params: dict) -> list[int]:
     """Per neuron gate group (embedding, layer 1..L): neurons whose test-time gate (Eq. 10, 11)
     is nonzero (``gates.live_counts`` of the test-time gates)."""
@@ -74,4 +103,4 @@ def reference_perplexities(train_ids: np.ndarray, ids: np.ndarray, vocab_size: i
     return {"uniform": float(vocab_size), "unigram": float(np.exp(-logp[np.asarray(ids)].mean()))}
 
 
-__all__ = ["evaluate", "live_neurons", "expected_size", "reference_perplexities"]
+__all__ = ["evaluate", "evaluate_classifier", "live_neurons", "expected_size", "reference_perplexities"]

@@ -51,17 +51,21 @@ def _fmt_count(x: float) -> str:
 
 
 def status_line(state: TrainState, stats: dict, tok_per_s: float) -> str:
-    """The progress line: epoch, step, speed, loss, perplexity, live neurons, E[nonzero]."""
+    """The progress line: epoch, step, speed, loss, perplexity (or the last validation
+    accuracy), live neurons, E[nonzero]."""
     live = "/".join(str(n) for n in live_neurons(state.params))
     nnz = expected_size(state.model_config, state.params)["expected_nonzero"]
     last = state.history[-1] if state.history else None
     val = f" | val ppl {last['valid_ppl']:.1f}" if last and last.get("valid_ppl") is not None else ""
+    if last and last.get("valid_acc") is not None:
+        val = f" | val acc {100 * last['valid_acc']:.1f}%"
     loss = stats["loss"]
+    quality = f"loss {loss:.3f}" if state.model_config.task == "classify" else f"loss {loss:.3f} ppl {math.exp(min(loss, 50)):.1f}"
     ctrl = state.penalty_weights.record(state.model_config, state.params[PARAMS_KEY], state.fraction)
     target = (f" | target {ctrl['target']:.3f} E[{ctrl['measure']}] {ctrl['expected_fraction']:.3f}"
               if ctrl else "")
     return (f"ep {state.epoch + 1}/{state.config.epochs} step {state.step} | {tok_per_s / 1e3:.1f}k tok/s"
-            f" | loss {loss:.3f} ppl {math.exp(min(loss, 50)):.1f}{val} | live {live}"
+            f" | {quality}{val} | live {live}"
             f" | E[nnz] {_fmt_count(nnz)}{target} | lr {state.lr:.3g}")
 
 
@@ -75,7 +79,7 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
     entry = {"step": state.step, "epoch": state.epoch, "position": state.position,
              "tokens": state.tokens_seen, "lr": state.lr}
     entry["train_loss"] = state.loss_sum / state.loss_count if state.loss_count else None
-    entry["train_ppl"] = math.exp(min(entry["train_loss"], 50)) if state.loss_count else None
+    entry["train_ppl"] = math.exp(min(entry["train_loss"], 50)) if state.loss_count and mc.task == "lm" else None
     entry.update(task.valid_metrics(mc, p, cfg))
     st = expected_size(mc, p)
     entry["live"] = st["live"]
@@ -95,6 +99,9 @@ def describe(entry: dict) -> str:
     """A history entry as one log line."""
     val = f"valid ppl {entry['valid_ppl']:8.2f}" if entry.get("valid_ppl") is not None else "valid ppl      n/a"
     tr = f"train ppl {entry['train_ppl']:8.2f}" if entry.get("train_ppl") is not None else "train ppl      n/a"
+    if "valid_acc" in entry:           # a classifier
+        val = f"valid acc {100 * entry['valid_acc']:5.1f}%" if entry["valid_acc"] is not None else "valid acc   n/a"
+        tr = f"train loss {entry['train_loss']:.3f}" if entry.get("train_loss") is not None else "train loss   n/a"
     live = "/".join(str(n) for n in entry["live"])
     target = (f"target {entry['target']:.3f} E[{entry['measure']}] {entry['expected_fraction']:.3f} | "
               if "target" in entry else "")
@@ -111,7 +118,8 @@ def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | N
     epoch and window position (a loaded checkpoint resumes exactly).
 
     ``task`` (``tasks.py``) gives each epoch's batches in order (for the language model:
-    windows of ``bptt`` steps over ``batch_size`` parallel streams); a task that
+    windows of ``bptt`` steps over ``batch_size`` parallel streams; for the classifier,
+    documents of similar length, in an order of the epoch's own); a task that
     ``carries_state`` starts every epoch from zero states and carries the final states
     of a batch into the next.
     After every epoch (and every ``eval_every`` steps) the validation perplexity with
@@ -122,7 +130,7 @@ def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | N
     when the time runs out) and :class:`Interrupted` is raised; a second Ctrl-C stops at once.
     """
     cfg = state.config
-    wins = task.batches(cfg)
+    wins = task.batches(cfg, state.epoch)
     if state.position >= len(wins) and state.position > 0:
         raise ValueError(f"the state is at batch {state.position} of an epoch of {len(wins)} batches: the data or "
                          f"the batch settings differ from those it was trained with")
@@ -211,6 +219,7 @@ def _fit(state, task, wins, interrupt, checkpoint_path, progress, max_steps, max
     while state.epoch < cfg.epochs and not stopped:
         if state.position == 0:
             state.hidden = None
+            wins = task.batches(cfg, state.epoch)
         while state.position < len(wins):
             if stop():
                 stopped = True

@@ -21,17 +21,19 @@ def parameter_count(model_config) -> int:
     cell = get_cell(model_config.cell)
     V, e, hs = model_config.vocab_size, model_config.emb_size, model_config.hidden_sizes
     layers = sum(layer_param_count(cell, m, n, model_config.cell_options) for m, n in model_config.layer_sizes)
-    return V * e + layers + V * hs[-1] + V + sum(model_config.group_sizes)
+    K = model_config.n_outputs
+    return V * e + layers + K * hs[-1] + K + sum(model_config.group_sizes)
 
 
-def estimate_bytes(model_config, config) -> int:
-    """Bytes a training run of ``model_config`` with ``config`` needs, about."""
+def estimate_bytes(model_config, config, steps: int | None = None) -> int:
+    """Bytes a training run of ``model_config`` with ``config`` needs, about; ``steps`` the
+    unrolled length of a batch (default ``config.bptt``; a classifier's longest document)."""
     itemsize = np.dtype(DTYPES[config.dtype]).itemsize
     P = parameter_count(model_config)
     buffers = {"adam": 2, "sgd": 1 if config.momentum > 0 else 0}[config.optimizer]
-    N = config.bptt * config.batch_size
+    N = (config.bptt if steps is None else int(steps)) * config.batch_size
     G = get_cell(model_config.cell).BLOCKS
-    activations = 2 * N * model_config.vocab_size + sum(N * (4 * G + 4) * n for n in model_config.hidden_sizes)
+    activations = 2 * N * model_config.n_outputs + sum(N * (4 * G + 4) * n for n in model_config.hidden_sizes)
     return int(itemsize * ((2 + buffers) * P + activations))
 
 
@@ -50,10 +52,10 @@ def available_bytes() -> int | None:
         return None
 
 
-def check_fits(model_config, config) -> int:
+def check_fits(model_config, config, steps: int | None = None) -> int:
     """``ValueError`` with the numbers when the run cannot fit in the available memory;
     returns the estimate."""
-    need = estimate_bytes(model_config, config)
+    need = estimate_bytes(model_config, config, steps)
     have = available_bytes()
     if have is not None and need > have:
         raise ValueError(f"the model needs about {need / 2 ** 30:.1f} GiB ({parameter_count(model_config):,} "
