@@ -41,6 +41,12 @@ from .experiments.summary import write_json
 
 DEFAULT_MODEL = {"cell": "lstm", "emb": 128, "hidden": [256, 256], "depth": 10}
 DEFAULT_MAX_VOCAB = 5000
+#: ``--task classify``: Lobacheva et al.'s classifier setting, scaled to 2 cores (they use an
+#: LSTM of 128 units on IMDB with a 300-wide embedding, a 20k vocabulary, the first 200 words).
+CLASSIFY_MODEL = {"emb": 128, "hidden": [128]}
+CLASSIFY_DEFAULTS = {"epochs": 10, "batch_size": 32, "eval_batch_size": 64, "dropout": 0.3}
+CLASSIFY_MAX_VOCAB = 20000
+CLASSIFY_MAX_LEN = 200
 
 #: ``l0ref train``'s defaults where they differ from ``TrainConfig``'s (the paper's PTB
 #: setting).  The demonstration must learn *and* prune within a few minutes on 2 cores on
@@ -86,11 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(Wen et al.; Louizos et al.), in NumPy.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    t = sub.add_parser("train", help="train a gated language model, then compact it",
+    t = sub.add_parser("train", help="train a gated language model or classifier, then compact it",
                        description="Train with the expected-L0 penalty (Eq. 7), evaluate with test-time gates "
                        "(Eq. 10, 11), compact, check and time the compact model. With no arguments: the quick "
                        "demonstration on the embedded corpus.")
     m = t.add_argument_group("model")
+    m.add_argument("--task", choices=pipeline.TASKS, default=None,
+                   help="lm: next-word prediction on text (default); classify: one label per document, read from "
+                   "'label<TAB>text' or fastText '__label__X text' lines (Lobacheva et al.'s classifier: the last "
+                   f"state of each document -> dense layer; defaults embedding {CLASSIFY_MODEL['emb']}, hidden "
+                   f"{' '.join(map(str, CLASSIFY_MODEL['hidden']))}, {CLASSIFY_DEFAULTS['epochs']} epochs, batch "
+                   f"{CLASSIFY_DEFAULTS['batch_size']}, dropout {CLASSIFY_DEFAULTS['dropout']:g})")
     m.add_argument("--cell", choices=sorted(CELLS), default=None, help="recurrent cell (default lstm)")
     m.add_argument("--emb", type=int, default=None, help=f"embedding size (default {DEFAULT_MODEL['emb']})")
     m.add_argument("--hidden", type=int, nargs="+", default=None,
@@ -159,8 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--valid", dest="valid_path", default=None)
     c.add_argument("--test", dest="test_path", default=None)
     c.add_argument("--char", action="store_true", help="character-level corpus (default: words)")
+    c.add_argument("--max-len", type=int, default=None,
+                   help=f"--task classify: keep the first N tokens of each document (default {CLASSIFY_MAX_LEN})")
+    c.add_argument("--keep-case", action="store_true", help="--task classify: do not lowercase the documents")
     c.add_argument("--max-vocab", type=int, default=None,
-                   help=f"vocabulary cap, <unk> included (default: none for files, {DEFAULT_MAX_VOCAB} for the embedded corpus)")
+                   help=f"vocabulary cap, <unk> included (default: none for files, {DEFAULT_MAX_VOCAB} for the embedded "
+                   f"corpus, {CLASSIFY_MAX_VOCAB} for --task classify)")
     c.add_argument("--out", default=None, help="run directory (default l0ref-runs/<date-time>)")
     c.add_argument("--resume", default=None, metavar="CHECKPOINT",
                    help="continue a run exactly; only --epochs, --max-minutes, --out and the data files apply then")
@@ -272,7 +288,7 @@ RESUME_FIXED = ("cell", "emb", "hidden", "depth", "batch_size", "bptt", "optimiz
                 "lr_decay_start", "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale",
                 "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab", "target_macs",
                 "target_params", "target_warmup", "target_lr", "target_lam2", "gates", "lam_vocab", "lam_preact",
-                "lam_weights")
+                "lam_weights", "task", "max_len", "keep_case")
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
                 "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
@@ -292,15 +308,23 @@ def _train_config(args) -> train_mod.TrainConfig:
     if not targeted and any(k in given for k in ("target_warmup", "target_lr", "target_lam2")):
         raise UsageError("--target-warmup, --target-lr and --target-lam2 apply with --target-macs or --target-params")
     kw = dict(DEMO_DEFAULTS)
+    if getattr(args, "task", None) == "classify":
+        if "bptt" in given:
+            raise UsageError("--bptt applies to language models; a classifier reads each document whole "
+                             "(up to --max-len tokens)")
+        if targeted:
+            raise UsageError("size targets (--target-macs, --target-params) apply to language models")
+        kw.update(CLASSIFY_DEFAULTS)
     kw.update(OPTIMIZER_DEFAULTS.get(given.get("optimizer", kw["optimizer"]), {}))
     kw.update(given)
     return train_mod.TrainConfig(**kw)
 
 
 def _model_spec(args) -> dict:
-    cell = args.cell or DEFAULT_MODEL["cell"]
-    emb = DEFAULT_MODEL["emb"] if args.emb is None else args.emb
-    hidden = DEFAULT_MODEL["hidden"] if args.hidden is None else args.hidden
+    defaults = {**DEFAULT_MODEL, **(CLASSIFY_MODEL if args.task == "classify" else {})}
+    cell = args.cell or defaults["cell"]
+    emb = defaults["emb"] if args.emb is None else args.emb
+    hidden = defaults["hidden"] if args.hidden is None else args.hidden
     if emb < 1:
         raise UsageError(f"--emb must be >= 1, got {emb}")
     if any(n < 1 for n in hidden):
@@ -345,7 +369,12 @@ def cmd_train(args) -> int:
         corpus = {"train": args.train_path, "valid": args.valid_path, "test": args.test_path}
         spec = pipeline.RunSpec(out=out, resume=Path(args.resume), epochs=args.epochs, corpus=corpus,
                                 max_minutes=args.max_minutes, **common)
+    elif args.task == "classify":
+        spec = _classify_spec(args, common)
     else:
+        for flag, given in (("--max-len", args.max_len), ("--keep-case", args.keep_case)):
+            if given:
+                raise UsageError(f"{flag} applies to --task classify")
         corpus = {"train": args.train_path, "valid": args.valid_path, "test": args.test_path,
                   "level": "char" if args.char else "word",
                   "max_vocab": args.max_vocab if args.max_vocab is not None else
@@ -365,6 +394,29 @@ def cmd_train(args) -> int:
                                 **common)
     pipeline.run(spec, log=_say)
     return 0
+
+
+def _classify_spec(args, common) -> pipeline.RunSpec:
+    """The run of ``l0ref train --task classify``: labelled files are required."""
+    if args.train_path is None:
+        raise UsageError("--task classify needs labelled files: --train FILE (and --valid FILE, --test FILE), "
+                         "one 'label<TAB>text' or '__label__X text' line per document")
+    if args.char:
+        raise UsageError("--char applies to language models; a classifier reads words")
+    if args.max_len is not None and args.max_len < 1:
+        raise UsageError(f"--max-len must be >= 1, got {args.max_len}")
+    corpus = {"train": args.train_path, "valid": args.valid_path, "test": args.test_path,
+              "max_vocab": CLASSIFY_MAX_VOCAB if args.max_vocab is None else args.max_vocab,
+              "max_len": CLASSIFY_MAX_LEN if args.max_len is None else args.max_len,
+              "lowercase": not args.keep_case}
+    for key in ("train", "valid", "test"):
+        if corpus[key] is not None:
+            corpus[key] = str(Path(corpus[key]).resolve())
+    cfg = _train_config(args)
+    model_spec = _model_spec(args)
+    out = Path(args.out) if args.out else Path("l0ref-runs") / time.strftime("%Y%m%d-%H%M%S")
+    return pipeline.RunSpec(out=out, task="classify", train=cfg, model=model_spec, corpus=corpus,
+                            max_minutes=args.max_minutes, **common)
 
 
 # ---------------------------------------------------------------------------------------

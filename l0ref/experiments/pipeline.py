@@ -42,6 +42,9 @@ SELECTIONS = ("last", "best_valid")
 class RunSpec:
     """Everything a run depends on.
 
+    ``task``: ``"lm"`` (language modelling) or ``"classify"`` (a document classifier,
+    ``classify.py``; then ``corpus`` gives labelled files, ``max_vocab``, ``max_len``,
+    ``lowercase``, and ``model`` may name ``n_classes`` no more: the training file does).
     ``corpus``: ``{"train", "valid", "test"}`` paths (None: the embedded corpus), ``level``
     and ``max_vocab``; or ``corpus_obj``, an already loaded ``data.Corpus`` (with a
     ``data_note`` saying what it is).  ``model``: ``{"cell", "emb_size", "hidden_sizes",
@@ -54,6 +57,7 @@ class RunSpec:
     """
 
     out: Path
+    task: str = "lm"
     train: training.TrainConfig = field(default_factory=training.TrainConfig)
     model: dict = field(default_factory=dict)
     corpus: dict = field(default_factory=dict)
@@ -165,22 +169,33 @@ def history_doc(state, summary: dict | None = None) -> dict:
     return doc
 
 
-def train(spec: RunSpec, state, corpus, out: Path, log) -> dict:
+def _valid_score(entry: dict) -> float | None:
+    """What ``best_valid`` minimizes: the validation perplexity, or a classifier's error rate."""
+    if entry.get("valid_acc") is not None:
+        return 1.0 - entry["valid_acc"]
+    return entry.get("valid_ppl")
+
+
+def train(spec: RunSpec, state, corpus, out: Path, log, task=None) -> dict:
     """Train within the budget, writing ``history.json`` after every record and the
     checkpoint after every epoch.  Returns ``{"params", "epoch"}``: the parameters that
-    ``spec.selection`` picks and the epoch they come from."""
-    best = {"ppl": math.inf, "epoch": None, "params": None}
+    ``spec.selection`` picks (``best_valid``: the lowest validation perplexity, or the
+    highest validation accuracy) and the epoch they come from.  ``task``: the training
+    task (default: language modelling on ``corpus``)."""
+    best = {"score": math.inf, "epoch": None, "params": None}
 
     def on_record(st):
         summary_mod.write_json(out / "history.json", history_doc(st))
         e = st.history[-1]
-        if spec.selection == "best_valid" and e.get("valid_ppl") is not None and e["valid_ppl"] < best["ppl"]:
-            best.update(ppl=e["valid_ppl"], epoch=e["epoch"], params=map_tree(np.copy, st.params))
+        score = _valid_score(e)
+        if spec.selection == "best_valid" and score is not None and score < best["score"]:
+            best.update(score=score, epoch=e["epoch"], params=map_tree(np.copy, st.params))
         if spec.on_epoch is not None:
             spec.on_epoch(e)
 
     max_seconds = None if spec.max_minutes is None else 60.0 * spec.max_minutes
-    task = training.LanguageModeling(corpus.train, corpus.valid)
+    if task is None:
+        task = training.LanguageModeling(corpus.train, corpus.valid)
     training.fit(state, task, checkpoint_path=out / "checkpoint.npz", progress=spec.progress,
                  max_seconds=max_seconds, on_record=on_record)
     if state.epoch < state.config.epochs:
@@ -337,8 +352,13 @@ def plots(state, params, out: Path, name: str, data_note: str | None) -> None:
         report.plot_constant_gates(mc, params, out / "constant_gates.png", title=f"{name}: constant gates")
 
 
+TASKS = ("lm", "classify")
+
+
 def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
     """Run ``spec`` start to finish; returns (and writes) the run summary (``summary.py``)."""
+    if spec.task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {spec.task!r}")
     if spec.selection not in SELECTIONS:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {spec.selection!r}")
     out = Path(spec.out)
@@ -359,6 +379,10 @@ def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
 
 
 def _run_locked(spec: RunSpec, out: Path, log) -> dict:
+    task = spec.task if spec.resume is None else training.load_checkpoint(spec.resume).model_config.task
+    if task == "classify":
+        from . import classify
+        return classify.run_locked(spec, out, log)
     t0 = time.perf_counter()
     state, corpus, corpus_spec = start(spec, log)
     need = data_mod.min_tokens(state.config.batch_size, state.config.bptt)
