@@ -193,9 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     k.set_defaults(func=cmd_compact)
 
-    e = sub.add_parser("eval", help="perplexity of a checkpoint or compact model on a text file")
+    e = sub.add_parser("eval", help="perplexity (a language model) or accuracy and confusion matrix (a classifier) "
+                       "of a checkpoint or compact model on a file")
     e.add_argument("model", help="checkpoint.npz or a compact model")
-    e.add_argument("file", help="text in the format of the training corpus")
+    e.add_argument("file", help="text in the format of the training corpus (labelled lines for a classifier)")
     e.add_argument("--vocab", default=None,
                    help="take the vocabulary from this checkpoint instead (default: the one the "
                    "compact model stores)")
@@ -433,7 +434,13 @@ def cmd_compact(args) -> int:
     cm = compact_mod.compact(mc, params)
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, mc.vocab_size, (pipeline.TIMING_STEPS, pipeline.TIMING_BATCH))
-    _say(pipeline.check_compaction(mc, params, cm, tokens)["message"])
+    if mc.n_classes is not None:
+        from .experiments import classify
+        lengths = rng.integers(1, pipeline.TIMING_STEPS + 1, pipeline.TIMING_BATCH)
+        _say(classify.check_compaction(mc, params, cm, tokens, lengths)["message"])
+        cm.meta.update(classify.compact_meta(state))
+    else:
+        _say(pipeline.check_compaction(mc, params, cm, tokens)["message"])
     _say(compact_mod.format_size_report(cm))
     constant = compact_mod.format_constant_gates(cm)
     if constant:
@@ -510,6 +517,7 @@ def cmd_eval(args) -> int:
         mc, params = state.model_config, state.params
         g = models.eval_gates(params)
         fn, what = None, "full model, test-time gates, NumPy"
+        meta = {"classes": state.meta.get("classes"), **(state.meta.get("corpus") or {})}
     else:
         cm = compact_mod.load(path)
         if args.vocab:
@@ -521,12 +529,15 @@ def cmd_eval(args) -> int:
         if len(vocab) != cm.config.vocab_size:
             raise ValueError(f"the vocabulary has {len(vocab)} tokens, the model {cm.config.vocab_size}")
         mc, params, g = cm.config, cm.params, None
+        meta = {"classes": cm.meta.get("classes"), **(cm.meta.get("tokenization") or {})}
         if args.numpy:
             fn, what = None, "compact model, NumPy"
         else:
             prepared = fast.prepare(cm.config, cm.params)
             fn = lambda c, p, tokens, s0: fast.run(prepared, tokens, s0)  # noqa: E731
             what = "compact model, numba kernel"
+    if mc.n_classes is not None:
+        return _eval_classifier(args, path, out, mc, params, g, vocab, meta, what)
     ids = vocab.encode(data_mod.tokenize(data_mod.read_text(args.file), level))
     if ids.size < 2:
         raise ValueError(f"{args.file}: fewer than 2 tokens")
@@ -537,6 +548,36 @@ def cmd_eval(args) -> int:
     if out is not None:
         write_json(out, {"file": str(args.file), "model": str(path), "what": what, "tokens": int(ids.size),
                                      "unk_rate": unk, "loss": nll, "perplexity": math.exp(nll)})
+    return 0
+
+
+def _eval_classifier(args, path, out, mc, params, gates, vocab, meta: dict, what: str) -> int:
+    """``l0ref eval`` of a classifier: accuracy and confusion matrix on a labelled file,
+    read with the vocabulary, classes and tokenization the model was trained with."""
+    from . import fast
+    from .data import labelled
+
+    classes = meta.get("classes")
+    if not classes or len(classes) != mc.n_classes:
+        raise ValueError(f"{path}: the model stores no class names for its {mc.n_classes} classes")
+    labels, docs = labelled.read_labelled(args.file, meta.get("lowercase", True))
+    split = labelled.encode_split(labels, docs, vocab, classes, meta.get("max_len"), str(args.file))
+    fn = None
+    if what == "compact model, numba kernel":
+        prepared = fast.prepare(mc, params)
+        fn = lambda c, p, tokens, lengths: fast.classify(prepared, tokens, lengths)  # noqa: E731
+    r = train_mod.evaluate_classifier(mc, params, split, batch_size=max(args.batch_size, 1), gates=gates,
+                                      log_probs_fn=fn)
+    from .experiments.classify import format_confusion
+    unk = labelled.unk_rate(split, vocab)
+    _say(f"{args.file}: {len(split):,} documents, {split.n_tokens:,} tokens ({unk:.1%} <unk>, {split.truncated:,} "
+         f"cut to {meta.get('max_len')}), {what}: accuracy {100 * r['accuracy']:.2f}%, loss {r['loss']:.4f} nats "
+         f"per document")
+    _say(format_confusion(r["confusion"], classes).replace(" on test", ""))
+    if out is not None:
+        write_json(out, {"file": str(args.file), "model": str(path), "what": what, "documents": len(split),
+                         "tokens": split.n_tokens, "unk_rate": unk, "loss": r["loss"], "accuracy": r["accuracy"],
+                         "classes": list(classes), "confusion": r["confusion"].tolist()})
     return 0
 
 

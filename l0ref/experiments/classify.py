@@ -229,8 +229,7 @@ def run_locked(spec, out: Path, log) -> dict:
     speed = time_compaction(mc, params, cm, tokens, lengths, budget=spec.timing_seconds)
     log("")
     log(speed["message"])
-    cm.meta.update(classes=list(corpus.classes), tokenization={k: corpus_spec.get(k) for k in
-                                                               ("max_len", "lowercase")})
+    cm.meta.update(compact_meta(state))
     pipeline.save_compact(out / "compact.npz", cm, state.vocab, "word")
     log(f"compact model: {out / 'compact.npz'}")
     if spec.plots:
@@ -262,6 +261,14 @@ def run_locked(spec, out: Path, log) -> dict:
     return summary
 
 
+def compact_meta(state) -> dict:
+    """What a compact classifier keeps beside its vocabulary to read new text as training
+    did: the class names and the tokenization settings."""
+    corpus = state.meta.get("corpus") or {}
+    return {"classes": list(state.meta.get("classes") or []),
+            "tokenization": {k: corpus.get(k) for k in ("max_len", "lowercase")}}
+
+
 def nonzero_weights(mc, params, cm) -> dict:
     """Weights of the recurrent layers (every layer's matrices, ``cell.MATRIX_KEYS``: W and
     U, or the RHN's W and R): how many the full model has, how many nonzero ones the
@@ -282,4 +289,4 @@ def vocabulary_kept(mc, params) -> int | None:
 
 
 __all__ = ["TIMING_DOCS", "load_corpus", "start", "accuracies", "format_confusion", "timing_batch",
-           "check_compaction", "time_compaction", "run_locked", "nonzero_weights", "vocabulary_kept"]
+           "check_compaction", "time_compaction", "run_locked", "compact_meta", "nonzero_weights", "vocabulary_kept"]

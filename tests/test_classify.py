@@ -1,0 +1,263 @@
+"""Classification end to end: labelled-text files (``data/labelled.py``), the classifier's
+kernel (``fast.classify``) against the NumPy reference, training (exact resume, learning
+a task a bag of words can solve), and ``l0ref train --task classify`` / ``eval`` /
+``compact`` on corpora the tests write themselves."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from l0ref import cli, compact, fast, models, training, tree
+from l0ref.cells import CELLS
+from l0ref.data import labelled
+from l0ref.models import classifier
+
+POSITIVE = ["good", "great", "fine", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "dull"]
+FILLER = ["the", "film", "was", "a", "plot", "and", "very", "story"]
+
+
+def _documents(n: int, rng, fasttext: bool = False) -> list[str]:
+    """Sentences whose class is the sentiment word inside them (anywhere, 3-12 words)."""
+    lines = []
+    for _ in range(n):
+        label = "pos" if rng.random() < 0.5 else "neg"
+        words = list(rng.choice(FILLER, rng.integers(2, 11)))
+        words.insert(rng.integers(0, len(words) + 1), rng.choice(POSITIVE if label == "pos" else NEGATIVE))
+        text = " ".join(words).capitalize() + "."
+        lines.append(f"__label__{label} {text}" if fasttext else f"{label}\t{text}")
+    return lines
+
+
+@pytest.fixture(scope="module")
+def labelled_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("labelled")
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 400), ("valid", 60), ("test", 80)):
+        (d / f"{name}.tsv").write_text("\n".join(_documents(n, rng)) + "\n")
+    return d
+
+
+# --------------------------------------------------------------------- data
+
+
+def test_both_formats_tokenization_vocabulary_and_truncation():
+    c = labelled.labelled_from_lines(["pos\tDon't stop, it's GREAT!", "__label__neg A dull, dull film"],
+                                     ["neg\tdull"], max_len=4)
+    assert c.classes == ["neg", "pos"]
+    assert c.vocab.to_list() == ["<unk>", ",", "dull", "a", "don't", "it's", "stop"]
+    assert [c.vocab.decode(d) for d in c.train.docs] == [["don't", "stop", ",", "it's"], ["a", "dull", ",", "dull"]]
+    assert c.train.labels.tolist() == [1, 0] and c.train.truncated == 2
+    assert labelled.tokenize_document("Caf\u00e9 au-lait 3.5", lowercase=False) == ["Caf\u00e9", "au", "-", "lait",
+                                                                                     "3", ".", "5"]
+    capped = labelled.labelled_from_lines(["a\tx y y z z z", "b\tw"], max_vocab=3)
+    assert capped.vocab.to_list() == ["<unk>", "z", "y"]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["pos\tgood", "no label here"], "line 2: no label"),
+    (["pos\tgood", "\tgood"], "line 2: empty label"),
+    (["pos\tgood", "neg\t   "], "line 2: label 'neg' with no text"),
+    (["pos\tgood", "neg\t..."], None),
+    (["__label__ good"], "with no label name"),
+    (["__label__a __label__b text"], "more than one fastText label"),
+    (["pos\tgood", "pos\tfine"], "a classifier needs two classes"),
+])
+def test_bad_labelled_lines_are_named(lines, message):
+    if message is None:            # punctuation alone is a document of punctuation tokens
+        assert labelled.labelled_from_lines(lines).train.docs[1].size == 3
+        return
+    with pytest.raises(ValueError, match=message):
+        labelled.labelled_from_lines(lines)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    train = tmp_path / "train.tsv"
+    train.write_text("pos\tgood\nneg\tbad\n")
+    other = tmp_path / "valid.tsv"
+    other.write_text("pos\tgood\nmaybe\tso so\n")
+    with pytest.raises(ValueError, match=r"valid.tsv: labels \['maybe'\] do not occur in the training file"):
+        labelled.load_labelled(train, other)
+    latin = tmp_path / "latin1.tsv"
+    latin.write_bytes("pos\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(ValueError, match="latin1.tsv.*not valid UTF-8"):
+        labelled.load_labelled(latin)
+    with pytest.raises(FileNotFoundError, match="nope.tsv"):
+        labelled.load_labelled(tmp_path / "nope.tsv")
+    with pytest.raises(ValueError, match="max_len must be a positive integer"):
+        labelled.load_labelled(train, max_len=0)
+
+
+def test_length_batches_and_padding():
+    lengths = np.array([5, 1, 3, 3, 2, 8, 1])
+    batches = labelled.length_batches(lengths, 3)
+    assert [b.tolist() for b in batches] == [[1, 6, 4], [2, 3, 0], [5]]
+    shuffled = labelled.length_batches(lengths, 3, np.random.default_rng(1))
+    assert sorted(map(tuple, shuffled)) == sorted(map(tuple, batches))
+    docs = [np.arange(n) + 1 for n in lengths]
+    tokens, got = labelled.pad(docs, [5, 1])
+    assert tokens.shape == (8, 2) and got.tolist() == [8, 1]
+    assert tokens[:, 1].tolist() == [1] + [labelled.PAD_ID] * 7
+
+
+# --------------------------------------------------------------------- kernel
+
+
+def _random_classifier(cell, families, dtype, seed, sizes=(7, 5)):
+    opts = {"depth": 2} if cell == "rhn" else {}
+    mc = models.ModelConfig(cell, 40, 6, sizes, opts, families, 3)
+    rng = np.random.default_rng(seed)
+    p = models.init_params(mc, rng, dtype)
+    for group in p["log_alpha"].values():
+        for a in group:
+            a[...] = rng.normal(0.5, 2.0, a.shape)       # some gates closed, some constant
+    return mc, p, rng
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("families", [("neurons",), ("neurons", "preact", "weights", "vocab")],
+                         ids=["N", "NGWV"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_kernel_classifier_equals_the_reference(cell, families, dtype):
+    """Masked full model (test-time gates) == compact NumPy == ``fast.classify``, documents of
+    lengths 1..T in one batch: float64 to 1e-12, float32 to 1e-5."""
+    if cell not in fast.KERNELS:
+        pytest.skip(f"{cell} has no kernel")
+    for seed in range(3):
+        mc, p, rng = _random_classifier(cell, families, dtype, seed)
+        cm = compact.compact(mc, p)
+        tokens = rng.integers(0, 40, (9, 5))
+        lengths = np.array([9, 1, 4, 9, 2])
+        ref = classifier.log_probs(mc, p, tokens, lengths, models.eval_gates(p))
+        small = classifier.log_probs(cm.config, cm.params, tokens, lengths)
+        ker = fast.classify(fast.prepare(cm.config, cm.params), tokens, lengths)
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(small, ref, rtol=0, atol=tol)
+        np.testing.assert_allclose(ker, ref, rtol=0, atol=tol)
+
+
+def test_kernel_refuses_the_wrong_task_and_bad_lengths():
+    mc, p, rng = _random_classifier("lstm", ("neurons",), np.float64, 0)
+    prepared = fast.prepare(*_compact(mc, p))
+    tokens = rng.integers(0, 40, (4, 2))
+    with pytest.raises(ValueError, match="document classifier; run it with fast.classify"):
+        fast.run(prepared, tokens)
+    with pytest.raises(ValueError, match="lengths must be"):
+        fast.classify(prepared, tokens, np.array([5, 1]))
+    lm = models.ModelConfig("lstm", 40, 6, (7,))
+    lp = models.init_params(lm, rng, np.float64)
+    with pytest.raises(ValueError, match="language model; run it with fast.run"):
+        fast.classify(fast.prepare(*_compact(lm, lp)), tokens, np.array([4, 1]))
+
+
+def _compact(mc, p):
+    cm = compact.compact(mc, p)
+    return cm.config, cm.params
+
+
+# --------------------------------------------------------------------- training
+
+
+def _state(corpus, families=("neurons",), epochs=2, **kw):
+    mc = models.ModelConfig("lstm", len(corpus.vocab), 8, (8,), {}, families, len(corpus.classes))
+    cfg = training.TrainConfig(epochs=epochs, batch_size=16, optimizer="adam", lr=0.01, clip=1.0, dropout=0.0,
+                               dtype="float64", **kw)
+    return training.init_state(mc, cfg, len(corpus.train), corpus.vocab.to_list())
+
+
+def test_training_resumes_exactly_and_reshuffles_every_epoch(labelled_dir, tmp_path):
+    corpus = labelled.load_labelled(labelled_dir / "train.tsv", labelled_dir / "valid.tsv")
+    task = training.Classification(corpus.train, corpus.valid)
+    cfg = _state(corpus).config
+    first, second = task.batches(cfg, 0), task.batches(cfg, 1)
+    assert [b[0].shape for b in first] != [b[0].shape for b in second]          # another order
+    assert [b[0].shape for b in task.batches(cfg, 0)] == [b[0].shape for b in first]
+    straight = _state(corpus, ("neurons", "preact", "vocab"))
+    training.fit(straight, task)
+    part = _state(corpus, ("neurons", "preact", "vocab"))
+    training.fit(part, task, max_steps=len(first) + 3)
+    training.save_checkpoint(tmp_path / "c.npz", part)
+    resumed = training.load_checkpoint(tmp_path / "c.npz")
+    training.fit(resumed, task)
+    assert resumed.step == straight.step
+    for a, b in zip(tree.leaves(straight.params), tree.leaves(resumed.params)):
+        np.testing.assert_array_equal(a, b)
+    assert "valid_acc" in straight.history[-1] and straight.history[-1]["train_ppl"] is None
+
+
+def test_training_learns_the_task(labelled_dir):
+    """The sentiment word decides the class: after 6 epochs the classifier is far better
+    than chance (the majority class is about half)."""
+    corpus = labelled.load_labelled(labelled_dir / "train.tsv", labelled_dir / "valid.tsv", labelled_dir / "test.tsv")
+    st = _state(corpus, epochs=6, lam1=(0.1,), lam2=(0.1,))
+    training.fit(st, training.Classification(corpus.train, corpus.valid))
+    r = training.evaluate_classifier(st.model_config, st.params, corpus.test, gates=models.eval_gates(st.params))
+    assert r["accuracy"] > 0.9
+    assert r["confusion"].sum() == len(corpus.test) and np.trace(r["confusion"]) == round(r["accuracy"] * 80)
+
+
+# --------------------------------------------------------------------- the command
+
+
+def _classify_args(d, out, *extra):
+    return ["train", "--task", "classify", "--train", str(d / "train.tsv"), "--valid", str(d / "valid.tsv"),
+            "--test", str(d / "test.tsv"), "--emb", "8", "--hidden", "8", "--epochs", "2", "--quiet",
+            "--timing-seconds", "0", "--out", str(out), *extra]
+
+
+def test_command_trains_compacts_and_evaluates_a_classifier(labelled_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(_classify_args(labelled_dir, run, "--gates", "neurons,preact,weights,vocab")) == 0
+    out = capsys.readouterr().out
+    assert "confusion matrix on test" in out and "compaction check: compact model == masked full model" in out
+    s = json.loads((run / "summary.json").read_text())
+    assert s["task"] == "classify" and s["classes"] == ["neg", "pos"] and s["test_ppl"] is None
+    assert 0 <= s["test_acc"] <= 1 and np.sum(s["confusion"]) == 80
+    assert set(s["nonzero_weights"]) >= {"full", "kept", "removed_fraction"} and s["vocabulary_kept"] >= 0
+    assert {"compact_kernel_1", "full_kernel_1"} <= set(s["timing"])
+    small = tmp_path / "small.npz"
+    assert cli.main(["compact", str(run / "checkpoint.npz"), "--out", str(small)]) == 0
+    results = []
+    for model, flags in ((run / "checkpoint.npz", []), (run / "compact.npz", []), (small, ["--numpy"])):
+        j = tmp_path / f"e{len(results)}.json"
+        assert cli.main(["eval", str(model), str(labelled_dir / "test.tsv"), "--json", str(j), *flags]) == 0
+        results.append(json.loads(j.read_text()))
+    assert results[0]["accuracy"] == s["test_acc"]
+    assert all(r["confusion"] == s["confusion"] for r in results)
+    assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=1e-5)
+
+
+def test_command_resumes_a_classifier_exactly(labelled_dir, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert cli.main(_classify_args(labelled_dir, a)) == 0
+    assert cli.main(_classify_args(labelled_dir, b, "--epochs", "1")) == 0
+    assert cli.main(["train", "--resume", str(b / "checkpoint.npz"), "--epochs", "2", "--quiet",
+                     "--timing-seconds", "0"]) == 0
+    sa, sb = training.load_checkpoint(a / "checkpoint.npz"), training.load_checkpoint(b / "checkpoint.npz")
+    for x, y in zip(tree.leaves(sa.params), tree.leaves(sb.params)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--bptt", "5"], "--bptt applies to language models"),
+    (["--char"], "--char applies to language models"),
+    (["--max-len", "0"], "--max-len must be >= 1"),
+    (["--target-macs", "0.5"], "size targets"),
+])
+def test_bad_classify_options_are_clear_errors(labelled_dir, tmp_path, capsys, extra, message):
+    assert cli.main(_classify_args(labelled_dir, tmp_path / "r", *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_classify_needs_files_and_lm_refuses_classify_options(labelled_dir, tmp_path, capsys):
+    assert cli.main(["train", "--task", "classify", "--quiet", "--out", str(tmp_path / "x")]) == 2
+    assert "--task classify needs labelled files" in capsys.readouterr().err
+    assert cli.main(["train", "--max-len", "5", "--quiet", "--out", str(tmp_path / "y")]) == 2
+    assert "--max-len applies to --task classify" in capsys.readouterr().err
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("pos\tgood\nunlabelled line\n")
+    assert cli.main(["train", "--task", "classify", "--train", str(bad), "--quiet", "--out", str(tmp_path / "z")]) == 2
+    assert "bad.tsv, line 2: no label" in capsys.readouterr().err
