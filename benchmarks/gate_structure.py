@@ -1,0 +1,338 @@
+"""Lobacheva et al.'s finding, with L0 gates: which gates turn constant depends on the task.
+
+    python benchmarks/gate_structure.py rt       # sentiment: Rotten Tomatoes sentences (~25 min)
+    python benchmarks/gate_structure.py r8       # topics: Reuters-21578 R8 (~28 min)
+    python benchmarks/gate_structure.py ptb      # word-level language model: the PTB sample (~26 min)
+    python benchmarks/gate_structure.py report   # the table and the bar chart of every task done
+
+Per task, one LSTM size and these runs (``l0ref train`` settings through
+``experiments.pipeline.run``), all with the same lambdas:
+
+    base      unpruned: neuron gates opened at log_alpha ~ N(10, 0.1) (a gate samples 1 with
+              probability 1 - 2e-5) and no penalty: a plain LSTM of the same size
+    N         neuron gates (Wen et al.)
+    W+N       + weight gates (one per recurrent-layer weight)
+    W+G+N     + preactivation gates (one per gate and unit: Lobacheva et al.'s "gates")
+    W+G+N+V   + vocabulary gates (classifiers only)
+
+Each run has a fixed number of epochs and a time cap (``--minutes``), and is reported
+with the parameters of its last epoch (no selection, so nothing is chosen on test; the
+valid metric is printed beside).  A task is resumable: a run whose ``summary.json``
+exists is skipped, one with a checkpoint but no summary is resumed.  At the end the
+compact models of all runs of the task, and the full-size one, are timed interleaved in
+one process on one batch (one numba thread; PyTorch's ``nn.LSTM`` with
+``pack_padded_sequence`` at the full and at each compact size where torch imports), so
+the speed ratios come from one run.
+
+A gate is *constant* for a live unit when the compact model has no weight left in its
+rows (input and recurrent): its preactivation is its bias, whatever the input (its
+preactivation gate closed, or every weight of the rows gated off).  Reported per gate
+type i, f, g, o as the fraction of the live hidden units of the layer(s).
+
+Results go to ``benchmarks/results/gate_structure/<task>/`` (the run directories,
+``results.json``); ``report`` writes ``table.md``, ``gate_structure.json`` and
+``gate_structure.png`` there and copies the last two to ``docs/data`` and ``docs/figures``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from l0ref import compact as compact_mod  # noqa: E402
+from l0ref import data as data_mod, fast, training  # noqa: E402
+from l0ref.cells import get_cell  # noqa: E402
+from l0ref.experiments import classify, pipeline  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+OUT = REPO / "benchmarks" / "results" / "gate_structure"
+CONFIGS = {"base": ("neurons",), "N": ("neurons",), "W+N": ("neurons", "weights"),
+           "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab")}
+CLASSIFY_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.3, weight_decay=1e-6, lr_decay=1.0,
+                      log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0)
+TASKS = {
+    "rt": dict(kind="classify", folder="rt-sentiment", model=dict(emb_size=128, hidden_sizes=(128,)),
+               lam=0.3, epochs=6, minutes=5.0, configs=list(CONFIGS),
+               note="Rotten Tomatoes review sentences (~19 words), binary; the paper: IMDB reviews (first 200 "
+                    "words), LSTM 128, embedding 300"),
+    "r8": dict(kind="classify", folder="reuters-r8", model=dict(emb_size=128, hidden_sizes=(128,)),
+               lam=0.3, epochs=4, minutes=6.0, configs=list(CONFIGS),
+               note="Reuters-21578 R8 (first 200 words), 8 topics; the paper: AG News (4 topics), LSTM 512"),
+    "ptb": dict(kind="lm", model=dict(emb_size=128, hidden_sizes=(256,)), lam=2.0, epochs=15, minutes=6.0,
+                configs=["base", "N", "W+N", "W+G+N"],
+                note="the PTB sample (train: first 90% of ptb.valid.txt, 66k words; test: ptb.test.txt); the "
+                     "paper: full PTB, LSTM 256"),
+}
+LM_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.4, weight_decay=1e-6, lr_decay=1.2,
+                lr_decay_start=8, log_alpha_lr_scale=5.0, batch_size=20, bptt=35, seed=0)
+
+
+def train_config(task: dict, config: str) -> training.TrainConfig:
+    base = dict(CLASSIFY_TRAIN if task["kind"] == "classify" else LM_TRAIN, epochs=task["epochs"])
+    lam = 0.0 if config == "base" else task["lam"]
+    extra = {"log_alpha_init": 10.0} if config == "base" else {"log_alpha_init": 1.0}
+    if task["kind"] == "lm":
+        extra["log_alpha_init"] = 10.0 if config == "base" else 2.0      # as benchmarks/ptb_experiments.py
+    return training.TrainConfig(**base, **extra, lam1=(lam,), lam2=(lam,), lam_vocab=lam / 10)
+
+
+def corpus_spec(task: dict) -> dict:
+    d = SHARED / "classification" / task["folder"]
+    return {"train": str(d / "train.tsv"), "valid": str(d / "valid.tsv"), "test": str(d / "test.tsv"),
+            "max_vocab": 20000, "max_len": 200, "lowercase": True}
+
+
+def run_one(name: str, task: dict, config: str, out: Path, lm_corpus=None) -> dict:
+    """One run (skipped when done, resumed when interrupted); its summary."""
+    run_dir = out / config
+    if (run_dir / "summary.json").exists():
+        print(f"[{name} {config}] done before: {run_dir / 'summary.json'}", flush=True)
+        return json.loads((run_dir / "summary.json").read_text())
+    resume = run_dir / "checkpoint.npz" if (run_dir / "checkpoint.npz").exists() else None
+    model = dict(task["model"], cell="lstm", gate_families=CONFIGS[config])
+    common = dict(out=run_dir, name=f"{name} {config}", max_minutes=task["minutes"], timing_seconds=2.0,
+                  progress=training.Progress(sys.stderr, every=200), plots=False)
+    if resume is not None:
+        spec = pipeline.RunSpec(resume=resume, corpus_obj=lm_corpus, **common)
+    elif task["kind"] == "classify":
+        spec = pipeline.RunSpec(task="classify", train=train_config(task, config), model=model,
+                                corpus=corpus_spec(task), **common)
+    else:
+        import ptb_experiments as ptb
+        spec = pipeline.RunSpec(train=train_config(task, config), model=model, corpus_obj=lm_corpus,
+                                data_note=ptb.SPLIT_NOTE, **common)
+    print(f"[{name} {config}] {'resuming' if resume else 'training'} -> {run_dir}", flush=True)
+    return pipeline.run(spec, log=lambda line: print(f"  {line}", flush=True))
+
+
+def constant_fractions(cm) -> dict:
+    """Per gate type: the fraction of live hidden units (all layers) whose gate rows hold no
+    weight in the compact model (module docstring)."""
+    cell = get_cell(cm.config.cell)
+    counts, live = {name: 0 for name in cell.BLOCK_NAMES}, 0
+    for layer, n in zip(cm.params["layers"], cm.config.hidden_sizes):
+        if n == 0:
+            continue
+        empty = np.ones((cell.BLOCKS, n), bool)
+        for key in cell.MATRIX_KEYS:
+            rows = np.asarray(layer[key]).reshape(cell.BLOCKS, n, -1)
+            empty &= ~np.any(rows != 0, axis=2)
+        for a, name in enumerate(cell.BLOCK_NAMES):
+            counts[name] += int(empty[a].sum())
+        live += n
+    return {name: (c / live if live else 0.0) for name, c in counts.items()}
+
+
+def timing_inputs(task: dict, lm_corpus):
+    if task["kind"] == "classify":
+        corpus = classify.load_corpus(corpus_spec(task))
+        return classify.timing_batch(corpus)
+    return pipeline.timing_tokens(lm_corpus), None
+
+
+def time_all(task: dict, out: Path, configs, lm_corpus, budget: float = 20.0) -> dict:
+    """Median ms per batch of every run's compact model and the full-size model, one numba
+    thread, interleaved; PyTorch at the same sizes (dense) where it imports."""
+    import numba
+    tokens, lengths = timing_inputs(task, lm_corpus)
+    models_ = {c: compact_mod.load(out / c / "compact.npz") for c in configs}
+    base = models_["base"]
+    full_cfg = base.original
+    st = training.load_checkpoint(out / "base" / "checkpoint.npz")
+    full = compact_mod.compact(full_cfg, st.params, [np.ones(n, st.params["emb"].dtype) for n in full_cfg.group_sizes])
+    models_ = {"full": full, **models_}
+    numba.set_num_threads(1)
+    fns = {}
+    for c, cm in models_.items():
+        prepared = fast.prepare(cm.config, cm.params)
+        if lengths is None:
+            fns[c] = (lambda p=prepared: fast.run(p, tokens))
+        else:
+            fns[c] = (lambda p=prepared: fast.classify(p, tokens, lengths))
+    torch_fns = torch_models(models_, tokens, lengths)
+    for fn in [*fns.values(), *torch_fns.values()]:
+        fn()
+    t = pipeline.median_times({**fns, **{f"torch {k}": f for k, f in torch_fns.items()}}, budget=budget,
+                              min_rounds=10)
+    return {k: 1e3 * v for k, v in t.items()}
+
+
+def torch_models(models_: dict, tokens, lengths) -> dict:
+    """``nn.LSTM`` (+ ``pack_padded_sequence`` for the classifiers) of each model's dense
+    sizes with its weights: what PyTorch runs for the same network without l0ref's
+    constant-row and sparse layouts.  Empty where torch does not import."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    torch.set_num_threads(1)
+    out = {}
+    tok = torch.from_numpy(np.ascontiguousarray(tokens))
+    for name in ("full", "N", "W+G+N"):
+        cm = models_.get(name)
+        if cm is None:
+            continue
+        p = cm.params
+        e, (n,) = cm.config.emb_size, cm.config.hidden_sizes[:1]
+        if e == 0 or n == 0 or cm.config.n_layers != 1:
+            continue
+        emb = torch.nn.Embedding.from_pretrained(torch.from_numpy(np.asarray(p["emb"])))
+        lstm = torch.nn.LSTM(e, n)
+        layer = p["layers"][0]
+        with torch.no_grad():
+            lstm.weight_ih_l0.copy_(torch.from_numpy(np.asarray(layer["W"])))
+            lstm.weight_hh_l0.copy_(torch.from_numpy(np.asarray(layer["U"])))
+            lstm.bias_ih_l0.copy_(torch.from_numpy(np.asarray(layer["b"])))
+            lstm.bias_hh_l0.zero_()
+        dense = torch.nn.Linear(n, p["out_W"].shape[0])
+        with torch.no_grad():
+            dense.weight.copy_(torch.from_numpy(np.asarray(p["out_W"])))
+            dense.bias.copy_(torch.from_numpy(np.asarray(p["out_b"])))
+
+        def go(emb=emb, lstm=lstm, dense=dense):
+            with torch.no_grad():
+                x = emb(tok)
+                if lengths is None:
+                    h, _ = lstm(x)
+                    return torch.log_softmax(dense(h), -1)
+                packed = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(lengths), enforce_sorted=False)
+                _, (h, _) = lstm(packed)
+                return torch.log_softmax(dense(h[-1]), -1)
+        out[name] = go
+    return out
+
+
+def row(name: str, config: str, s: dict, cm, times: dict) -> dict:
+    keys = get_cell(cm.config.cell).MATRIX_KEYS
+    full = sum(int(np.prod(cell_shape)) for cell_shape in _full_shapes(cm, keys))
+    kept = sum(int(np.count_nonzero(layer[k])) for layer in cm.params["layers"] for k in keys)
+    return {"task": name, "config": config,
+            "quality": s["test_acc"] if s.get("test_acc") is not None else s["test_ppl"],
+            "valid": s["valid_acc"] if s.get("valid_acc") is not None else s["valid_ppl"],
+            "metric": "accuracy" if s.get("test_acc") is not None else "perplexity",
+            "live": s["live"], "sizes": s["sizes"], "epochs": s["epochs"], "train_seconds": s["train_seconds"],
+            "vocabulary": (s.get("vocabulary_kept") if s.get("vocabulary_kept") is not None
+                           else cm.config.vocab_size),
+            "vocab_size": cm.config.vocab_size, "recurrent_weights": full, "kept_weights": kept,
+            "removed": 1 - kept / full, "compression": full / kept if kept else None,
+            "constant": constant_fractions(cm), "ms": times.get(config), "full_ms": times.get("full"),
+            "torch_ms": times.get(f"torch {config}"), "torch_full_ms": times.get("torch full")}
+
+
+def _full_shapes(cm, keys):
+    cell = get_cell(cm.original.cell)
+    for m, n in cm.original.layer_sizes:
+        shapes = cell.param_shapes(m, n, **cm.original.cell_options)
+        for k in keys:
+            yield shapes[k]
+
+
+def run_task(name: str, args) -> None:
+    task = TASKS[name]
+    if args.minutes is not None:
+        task = dict(task, minutes=args.minutes)
+    out = Path(args.out) / name
+    out.mkdir(parents=True, exist_ok=True)
+    lm_corpus = None
+    if task["kind"] == "lm":
+        import ptb_experiments as ptb
+        lm_corpus = ptb.load_data(SHARED / "ptb")
+    t0 = time.perf_counter()
+    summaries = {c: run_one(name, task, c, out, lm_corpus) for c in task["configs"]}
+    print(f"[{name}] timing every compact model, interleaved ...", flush=True)
+    times = time_all(task, out, task["configs"], lm_corpus)
+    rows = [row(name, c, summaries[c], compact_mod.load(out / c / "compact.npz"), times) for c in task["configs"]]
+    doc = {"task": name, "note": task["note"], "lam": task["lam"], "epochs": task["epochs"],
+           "minutes_per_run": task["minutes"], "model": task["model"], "times_ms": times, "rows": rows,
+           "wall_seconds": time.perf_counter() - t0}
+    (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(format_table([doc]))
+
+
+def format_table(docs) -> str:
+    lines = ["| task | run | test | valid | live in/hidden | words kept | recurrent weights removed | compression "
+             "| constant i / f / g / o | compact ms | full ms | speedup | torch ms (same size) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+    for doc in docs:
+        for r in doc["rows"]:
+            q = f"{100 * r['quality']:.1f}%" if r["metric"] == "accuracy" else f"{r['quality']:.1f}"
+            v = f"{100 * r['valid']:.1f}%" if r["metric"] == "accuracy" else f"{r['valid']:.1f}"
+            live = f"{r['live'][0]}/{'/'.join(map(str, r['live'][1:]))}"
+            const = " / ".join(f"{100 * r['constant'][k]:.0f}%" for k in "ifgo")
+            comp = f"{r['compression']:.1f}x" if r["compression"] else "inf"
+            torch_ms = f"{r['torch_ms']:.2f}" if r.get("torch_ms") else "-"
+            lines.append(f"| {r['task']} | {r['config']} | {q} | {v} | {live} | {r['vocabulary']:,} / "
+                         f"{r['vocab_size']:,} | {100 * r['removed']:.1f}% | {comp} | {const} | {r['ms']:.2f} | "
+                         f"{r['full_ms']:.2f} | {r['full_ms'] / r['ms']:.1f}x | {torch_ms} |")
+    return "\n".join(lines)
+
+
+def report(args) -> None:
+    out = Path(args.out)
+    docs = [json.loads((out / t / "results.json").read_text()) for t in TASKS if (out / t / "results.json").exists()]
+    if not docs:
+        raise SystemExit(f"no results under {out}; run a task first")
+    table = format_table(docs)
+    (out / "table.md").write_text(table + "\n")
+    (out / "gate_structure.json").write_text(json.dumps(docs, indent=1) + "\n")
+    plot(docs, out / "gate_structure.png")
+    (REPO / "docs" / "data").mkdir(exist_ok=True)
+    shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
+    shutil.copy(out / "gate_structure.png", REPO / "docs" / "figures" / "gate_structure.png")
+    print(table)
+
+
+def plot(docs, path: Path) -> None:
+    """Bars: per task (groups) and gate type (bars), the constant fraction of W+G+N (and
+    +V, hatched) -- the structure the runs learned."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(8, 3.8))
+    colors = {"i": "#4c72b0", "f": "#dd8452", "g": "#55a868", "o": "#c44e52"}
+    x = 0.0
+    ticks, labels = [], []
+    for doc in docs:
+        for r in doc["rows"]:
+            if "G" not in r["config"]:
+                continue
+            for k, gate in enumerate("ifgo"):
+                ax.bar(x + 0.2 * k, 100 * r["constant"][gate], 0.2, color=colors[gate],
+                       hatch="//" if r["config"].endswith("V") else None, edgecolor="white",
+                       label=gate if x == 0 else None)
+            ticks.append(x + 0.3)
+            labels.append(f"{doc['task']}\n{r['config']}")
+            x += 1.2
+    ax.set_xticks(ticks, labels)
+    ax.set_ylabel("live units with the gate constant (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(title="gate", ncols=4, loc="upper left")
+    ax.set_title("Constant gates per task (LSTM, L0 gates; benchmarks/gate_structure.py)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("what", choices=[*TASKS, "report"])
+    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
+    args = p.parse_args(argv)
+    if args.what == "report":
+        report(args)
+    else:
+        run_task(args.what, args)
+
+
+if __name__ == "__main__":
+    main()
