@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from l0ref import compact as compact_mod  # noqa: E402
-from l0ref import data as data_mod, fast, training  # noqa: E402
+from l0ref import fast, training  # noqa: E402
 from l0ref.cells import get_cell  # noqa: E402
 from l0ref.experiments import classify, pipeline  # noqa: E402
 
