@@ -53,7 +53,7 @@ from l0ref import fast, training  # noqa: E402
 from l0ref.cells import get_cell  # noqa: E402
 from l0ref.experiments import classify, pipeline  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
+SHARED = REPO.parent / "shared" / "data"     #: --data: the shared data folder beside the checkout
 OUT = REPO / "benchmarks" / "results" / "gate_structure"
 CONFIGS = {"base": ("neurons",), "N": ("neurons",), "W+N": ("neurons", "weights"),
            "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab")}
@@ -86,7 +86,7 @@ def train_config(task: dict, config: str) -> training.TrainConfig:
 
 
 def corpus_spec(task: dict) -> dict:
-    d = SHARED / "classification" / task["folder"]
+    d = Path(task["data"]) / "classification" / task["folder"]
     return {"train": str(d / "train.tsv"), "valid": str(d / "valid.tsv"), "test": str(d / "test.tsv"),
             "max_vocab": 20000, "max_len": 200, "lowercase": True}
 
@@ -237,15 +237,15 @@ def _full_shapes(cm, keys):
 
 
 def run_task(name: str, args) -> None:
-    task = TASKS[name]
+    task = dict(TASKS[name], data=args.data)
     if args.minutes is not None:
-        task = dict(task, minutes=args.minutes)
+        task["minutes"] = args.minutes
     out = Path(args.out) / name
     out.mkdir(parents=True, exist_ok=True)
     lm_corpus = None
     if task["kind"] == "lm":
         import ptb_experiments as ptb
-        lm_corpus = ptb.load_data(SHARED / "ptb")
+        lm_corpus = ptb.load_data(Path(args.data) / "ptb")
     t0 = time.perf_counter()
     summaries = {c: run_one(name, task, c, out, lm_corpus) for c in task["configs"]}
     print(f"[{name}] timing every compact model, interleaved ...", flush=True)
@@ -326,6 +326,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=[*TASKS, "report"])
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--data", default=str(SHARED), help=f"the shared data folder (default {SHARED})")
     p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
     args = p.parse_args(argv)
     if args.what == "report":
