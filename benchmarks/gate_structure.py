@@ -16,8 +16,8 @@ Per task, one LSTM size and these runs (``l0ref train`` settings through
     W+G+N+V   + vocabulary gates (classifiers only)
 
 Each run has a fixed number of epochs and a time cap (``--minutes``), and is reported
-with the parameters of its last epoch (no selection, so nothing is chosen on test; the
-valid metric is printed beside).  A task is resumable: a run whose ``summary.json``
+with the parameters of its epoch of best validation accuracy (perplexity), the same rule
+for every run (the unpruned baseline overfits within a few epochs; test data choose nothing).  A task is resumable: a run whose ``summary.json``
 exists is skipped, one with a checkpoint but no summary is resumed.  At the end the
 compact models of all runs of the task, and the full-size one, are timed interleaved in
 one process on one batch (one numba thread; PyTorch's ``nn.LSTM`` with
@@ -100,6 +100,7 @@ def run_one(name: str, task: dict, config: str, out: Path, lm_corpus=None) -> di
     resume = run_dir / "checkpoint.npz" if (run_dir / "checkpoint.npz").exists() else None
     model = dict(task["model"], cell="lstm", gate_families=CONFIGS[config])
     common = dict(out=run_dir, name=f"{name} {config}", max_minutes=task["minutes"], timing_seconds=2.0,
+                  selection="best_valid",
                   progress=training.Progress(sys.stderr, every=200), plots=False)
     if resume is not None:
         spec = pipeline.RunSpec(resume=resume, corpus_obj=lm_corpus, **common)
