@@ -76,7 +76,8 @@ def _run_record(name: str, history: list[dict], summary: dict, model, notes: lis
             rec["test_ppl"] = float(summary[key])
             break
     valid = [r["valid_ppl"] for r in history if r.get("valid_ppl") is not None]
-    rec["valid_ppl"] = float(summary.get("valid_ppl", valid[-1] if valid else float("nan")))
+    given = summary.get("valid_ppl")
+    rec["valid_ppl"] = float(given if given is not None else valid[-1] if valid else float("nan"))
     if not rec["label"]:
         lam = next((summary[k] for k in LAMBDA_KEYS if summary.get(k) is not None), None)
         if lam is not None and lam is summary.get("lam1") and summary.get("lam2") is not None:

@@ -58,6 +58,13 @@ def _config_fields(config) -> tuple[str, int, int, tuple[int, ...]]:
     return str(get("cell")), int(get("vocab_size")), int(get("emb_size")), hidden
 
 
+def _outputs(config, V: int) -> tuple[int, str]:
+    """Rows of the output layer and what they are: words (V), or a classifier's classes."""
+    get = config.get if isinstance(config, Mapping) else (lambda k: getattr(config, k, None))
+    C = get("n_classes")
+    return (V, "words", "softmax out_W") if C is None else (int(C), "classes", "classes out_W")
+
+
 def group_names(n_layers: int) -> list[str]:
     """Names of the gate groups: ``["embedding", "layer 1", ..., "layer L"]``."""
     return ["embedding"] + [f"layer {l + 1}" for l in range(n_layers)]
@@ -79,13 +86,14 @@ class Kept:
     units_total: int | None = None
     words: int | None = None
     input_label: str = "inputs"
+    rows_label: str = "words"        #: what the rows of the embedding / output layer are
 
     @property
     def title(self) -> str:
         """E.g. ``"layer 1 W: 251/1500 inputs x 296/1500 units kept"``."""
         head = f"{self.name}: {self.inputs_kept}/{self.inputs_total} {self.input_label}"
         if self.units_total is None:
-            return f"{head} kept ({self.words} words)"
+            return f"{head} kept ({self.words} {self.rows_label})"
         return f"{head} x {self.units_kept}/{self.units_total} units kept"
 
 
@@ -122,8 +130,9 @@ def kept_counts(config, gates: Sequence[np.ndarray]) -> list[Kept]:
     sizes = [e, *hidden]
     L = len(hidden)
     rec = _recurrent_key(cell)
+    K, _, out_name = _outputs(config, V)
     out = [Kept("embedding", live[0], e, words=V, input_label="dims"),
-           Kept("softmax out_W", live[L], hidden[-1], words=V, input_label="units")]
+           Kept(out_name, live[L], hidden[-1], words=K, input_label="units", rows_label=_outputs(config, V)[1])]
     for l in range(L):
         out.append(Kept(f"layer {l + 1} W", live[l], sizes[l], live[l + 1], sizes[l + 1]))
         out.append(Kept(f"layer {l + 1} {rec}", live[l + 1], sizes[l + 1], live[l + 1], sizes[l + 1]))
@@ -208,15 +217,16 @@ def _structure_panels(config, params, gates, show, max_pixels) -> tuple[list[_Pa
         return np.asarray(a)
 
     emb = shape_of(params["emb"], "emb", (V, e))
-    out_W = shape_of(params["out_W"], "out_W", (V, hidden[-1]))
+    K, rows, _ = _outputs(config, V)
+    out_W = shape_of(params["out_W"], "out_W", (K, hidden[-1]))
     if len(params["layers"]) != L:
         raise ValueError(f"config has {L} layers, parameters have {len(params['layers'])}")
     words = np.ones(V, np.float32)
     panels = [
         _Panel(kept[0], _effective(emb.T, g[0], words, show, max_pixels), (e, V), live[0] * V,
                f"words ({V})", f"embedding dims ({e})"),
-        _Panel(kept[1], _effective(out_W.T, g[L], words, show, max_pixels), (hidden[-1], V), live[L] * V,
-               f"words ({V})", f"layer {L} units ({hidden[-1]})"),
+        _Panel(kept[1], _effective(out_W.T, g[L], np.ones(K, np.float32), show, max_pixels), (hidden[-1], K),
+               live[L] * K, f"{rows} ({K})", f"layer {L} units ({hidden[-1]})"),
     ]
     for l, p in enumerate(params["layers"]):
         m, n = sizes[l], sizes[l + 1]
