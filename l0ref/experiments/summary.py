@@ -28,7 +28,17 @@ threads                numba threads of the timing's many-thread rows
 train_seconds          training time; ``wall_seconds``: the whole run
 config                 ``{"model": ModelConfig.to_dict(), "train": TrainConfig.to_dict()}``
 data                   what the corpus was, and how it differs from the paper's setting
+gate_families          the model's gate families; ``constant_gates``: per layer, live units and
+                       per gate type how many have it constant; ``sparse_matrices`` (CSR)
 =====================  =====================================================================
+
+A classifier's run (``l0ref train --task classify``, ``classify.py``) has ``task``
+``"classify"``, perplexities None, and ``valid_acc``, ``test_acc`` (``valid_loss``,
+``test_loss`` per document), ``confusion`` (test; rows the true class), ``classes``,
+``nonzero_weights`` (``full``, ``kept``, ``removed_fraction``, ``compression`` of the
+recurrent layers' matrices), ``vocabulary_kept`` (words whose gate is open; None without
+vocabulary gates) and ``timing_batch`` (documents, padded steps and tokens of the timed
+batch); ``n_train_tokens`` is then the number of training documents.
 """
 from __future__ import annotations
 
