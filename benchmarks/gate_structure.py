@@ -1,10 +1,11 @@
 """Lobacheva et al.'s finding, with L0 gates: which gates turn constant depends on the task.
 
-    python benchmarks/gate_structure.py rt       # sentiment: Rotten Tomatoes sentences (~25 min)
-    python benchmarks/gate_structure.py r8       # topics: Reuters-21578 R8 (~28 min)
-    python benchmarks/gate_structure.py ptb      # word-level language model: the PTB sample (~26 min)
-    python benchmarks/gate_structure.py report   # the table and the bar chart of every task done
+    python benchmarks/gate_structure.py rt [--lam L]    # sentiment: Rotten Tomatoes sentences
+    python benchmarks/gate_structure.py r8 [--lam L]    # topics: Reuters-21578 R8
+    python benchmarks/gate_structure.py ptb [--lam L]   # word-level language model: the PTB sample
+    python benchmarks/gate_structure.py report          # the tables and the bar chart of every task done
 
+Each task command takes 12-20 minutes on 2 cores (its runs capped by ``--minutes``).
 Per task, one LSTM size and these runs (``l0ref train`` settings through
 ``experiments.pipeline.run``), all with the same lambdas:
 
@@ -29,9 +30,12 @@ rows (input and recurrent): its preactivation is its bias, whatever the input (i
 preactivation gate closed, or every weight of the rows gated off).  Reported per gate
 type i, f, g, o as the fraction of the live hidden units of the layer(s).
 
-Results go to ``benchmarks/results/gate_structure/<task>/`` (the run directories,
-``results.json``); ``report`` writes ``table.md``, ``gate_structure.json`` and
-``gate_structure.png`` there and copies the last two to ``docs/data`` and ``docs/figures``.
+Results go to ``benchmarks/results/gate_structure/<task>_lam<L>/`` (the run directories,
+``results.json``; the unpruned run does not depend on L and is run again with each).
+``report`` picks, per task, the lambda by a rule on validation data alone (:func:`choose`:
+the largest whose W+G+N run is within 2 accuracy points, or 2% perplexity, of the unpruned
+run on valid), writes ``table.md`` (the chosen runs, then every run), ``gate_structure.json``
+and ``gate_structure.png`` there and copies the last two to ``docs/data`` and ``docs/figures``.
 """
 from __future__ import annotations
 
@@ -244,7 +248,7 @@ def run_task(name: str, args) -> None:
         task["minutes"] = args.minutes
     if args.lam is not None:
         task["lam"] = args.lam
-    out = Path(args.out) / (name if args.lam is None else f"{name}_lam{args.lam:g}")
+    out = Path(args.out) / f"{name}_lam{task['lam']:g}"
     out.mkdir(parents=True, exist_ok=True)
     lm_corpus = None
     if task["kind"] == "lm":
@@ -262,10 +266,10 @@ def run_task(name: str, args) -> None:
     print(format_table([doc]))
 
 
-def format_table(docs) -> str:
-    lines = ["| task | run | test | valid | live in/hidden | words kept | recurrent weights removed | compression "
+def format_table(docs, lam: bool = False) -> str:
+    lines = [("| task | lambda " if lam else "| task ") + "| run | test | valid | live in/hidden | words kept | recurrent weights removed | compression "
              "| constant i / f / g / o | compact ms | full ms | speedup | torch ms (same size) |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
+             ("|---|---:" if lam else "|---") + "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for doc in docs:
         for r in doc["rows"]:
             q = f"{100 * r['quality']:.1f}%" if r["metric"] == "accuracy" else f"{r['quality']:.1f}"
@@ -274,25 +278,52 @@ def format_table(docs) -> str:
             const = " / ".join(f"{100 * r['constant'][k]:.0f}%" for k in "ifgo")
             comp = f"{r['compression']:.1f}x" if r["compression"] else "inf"
             torch_ms = f"{r['torch_ms']:.2f}" if r.get("torch_ms") else "-"
-            lines.append(f"| {r['task']} | {r['config']} | {q} | {v} | {live} | {r['vocabulary']:,} / "
+            task = f"{r['task']} | {doc['lam']:g}" if lam else r["task"]
+            lines.append(f"| {task} | {r['config']} | {q} | {v} | {live} | {r['vocabulary']:,} / "
                          f"{r['vocab_size']:,} | {100 * r['removed']:.1f}% | {comp} | {const} | {r['ms']:.2f} | "
                          f"{r['full_ms']:.2f} | {r['full_ms'] / r['ms']:.1f}x | {torch_ms} |")
     return "\n".join(lines)
 
 
+def choose(docs: list) -> dict:
+    """Per task, the lambda that the rule picks on validation data alone: the largest whose
+    W+G+N run's valid quality is within 2 accuracy points (2% perplexity) of the unpruned
+    run's; the smallest lambda if none is."""
+    chosen = {}
+    for task in TASKS:
+        mine = sorted((d for d in docs if d["task"] == task), key=lambda d: d["lam"])
+        if not mine:
+            continue
+        ok = []
+        for d in mine:
+            rows = {r["config"]: r for r in d["rows"]}
+            base, wgn = rows["base"]["valid"], rows["W+G+N"]["valid"]
+            good = wgn >= base - 0.02 if rows["base"]["metric"] == "accuracy" else wgn <= 1.02 * base
+            if good:
+                ok.append(d)
+        chosen[task] = (ok[-1] if ok else mine[0])["lam"]
+    return chosen
+
+
 def report(args) -> None:
     out = Path(args.out)
-    docs = [json.loads((out / t / "results.json").read_text()) for t in TASKS if (out / t / "results.json").exists()]
+    docs = [json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))]
     if not docs:
         raise SystemExit(f"no results under {out}; run a task first")
-    table = format_table(docs)
-    (out / "table.md").write_text(table + "\n")
-    (out / "gate_structure.json").write_text(json.dumps(docs, indent=1) + "\n")
-    plot(docs, out / "gate_structure.png")
+    chosen = choose(docs)
+    for d in docs:
+        d["chosen"] = chosen.get(d["task"]) == d["lam"]
+    picked = [d for t in TASKS for d in docs if d["task"] == t and d["chosen"]]
+    table = format_table(picked)
+    every = format_table(sorted(docs, key=lambda d: (list(TASKS).index(d["task"]), d["lam"])), lam=True)
+    (out / "table.md").write_text(f"Chosen on valid (lambda per task: {chosen}):\n\n{table}\n\nEvery run:\n\n"
+                                  f"{every}\n")
+    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs}, indent=1) + "\n")
+    plot(picked, out / "gate_structure.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
     shutil.copy(out / "gate_structure.png", REPO / "docs" / "figures" / "gate_structure.png")
-    print(table)
+    print(f"chosen on valid: {chosen}\n\n{table}\n\nevery run:\n\n{every}")
 
 
 def plot(docs, path: Path) -> None:
@@ -333,7 +364,8 @@ def main(argv=None) -> None:
     p.add_argument("--data", default=str(SHARED), help=f"the shared data folder (default {SHARED})")
     p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
     p.add_argument("--lam", type=float, default=None,
-                   help="another lambda for every pruned run (results in <task>_lam<LAM>/; to choose one on valid)")
+                   help="the lambda multiplier of every pruned run (default: the task's; results in "
+                   "<task>_lam<L>/, the report chooses among them on valid)")
     args = p.parse_args(argv)
     if args.what == "report":
         report(args)
