@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from l0ref import cli, compact, fast, models, training, tree
 from l0ref.cells import CELLS
@@ -126,14 +128,29 @@ def test_kernel_classifier_equals_the_reference(cell, families, dtype):
     for seed in range(3):
         mc, p, rng = _random_classifier(cell, families, dtype, seed)
         cm = compact.compact(mc, p)
-        tokens = rng.integers(0, 40, (9, 5))
-        lengths = np.array([9, 1, 4, 9, 2])
+        B = (5, 21, 3)[seed]                                # 21 documents: fewer row counts than lengths
+        lengths = np.concatenate([[9, 1, 4, 9, 2], rng.integers(1, 10, 16)])[:B]
+        tokens = rng.integers(0, 40, (9, B))
         ref = classifier.log_probs(mc, p, tokens, lengths, models.eval_gates(p))
         small = classifier.log_probs(cm.config, cm.params, tokens, lengths)
         ker = fast.classify(fast.prepare(cm.config, cm.params), tokens, lengths)
         tol = 1e-12 if dtype == np.float64 else 1e-5
         np.testing.assert_allclose(small, ref, rtol=0, atol=tol)
         np.testing.assert_allclose(ker, ref, rtol=0, atol=tol)
+
+
+@settings(max_examples=60)
+@given(lengths=st.lists(st.integers(1, 50), min_size=1, max_size=40), segments=st.integers(1, 10))
+def test_length_segments_cover_every_step_of_every_document(lengths, segments):
+    """Each document's steps are computed exactly once, in order, by at most ``segments``
+    row counts that never grow."""
+    desc = np.sort(np.array(lengths))[::-1]
+    span = fast.driver.length_segments(desc, segments)
+    assert len(span) <= segments and span[0][0] == 0 and span[-1][1] == desc[0]
+    assert all(a[1] == b[0] and a[2] > b[2] for a, b in zip(span, span[1:]))
+    for i, n in enumerate(desc):
+        steps = [t for t0, t1, rows in span if rows > i for t in range(t0, t1)]
+        assert steps[:n] == list(range(n))
 
 
 def test_kernel_refuses_the_wrong_task_and_bad_lengths():

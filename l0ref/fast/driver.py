@@ -444,13 +444,43 @@ def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads
     return logp.reshape(T, B, -1), finals
 
 
+#: At most this many row counts in :func:`classify`'s shrinking batch (kernel calls per layer).
+CLASSIFY_SEGMENTS = 8
+
+
+def length_segments(lengths_desc: np.ndarray, segments: int = CLASSIFY_SEGMENTS) -> list[tuple[int, int, int]]:
+    """How :func:`classify` runs documents sorted by length, longest first: ``(t0, t1,
+    rows)``, steps ``t0 <= t < t1`` on the first ``rows`` documents.  The row counts are
+    ``B - floor(k B / S)`` for k = 0..S-1 (S = min(B, ``segments``)), and a count runs until
+    every document after it has ended, so each step computes every document still going
+    (as ``pack_padded_sequence`` does) and a few that ended, whose outputs nobody reads."""
+    B = lengths_desc.shape[0]
+    S = max(1, min(B, int(segments)))
+    counts = [B - (k * B) // S for k in range(S)] + [0]
+    out, t0 = [], 0
+    for rows, after in zip(counts[:-1], counts[1:]):
+        t1 = int(lengths_desc[after]) if after > 0 else int(lengths_desc[0])
+        if t1 > t0:
+            out.append((t0, t1, rows))
+            t0 = t1
+    return out
+
+
+def _first_rows(state, rows: int):
+    """A layer's final state (the cell's form) cut to its first ``rows`` sequences."""
+    return tuple(a[:rows] for a in state) if isinstance(state, tuple) else state[:rows]
+
+
 def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", threads: int | None = None) -> np.ndarray:
     """Class log-probabilities (B, C) of a compact document classifier laid out by
-    :func:`prepare` (``models.classifier.log_probs`` with gates None): the stack over
-    the right-padded ``tokens`` (T, B) from zero states, each document's last-layer
-    output at its last token ``lengths[b] - 1``, then the dense layer and log-softmax
-    (the softmax kernel, over C columns).  The padded steps run too (their outputs are
-    never read; length-sorted batches keep them few)."""
+    :func:`prepare` (``models.classifier.log_probs`` with gates None).
+
+    The documents are sorted by length, longest first, and each layer runs in
+    :func:`length_segments`: a few calls of the layer's kernel over a batch that shrinks
+    as documents end, each from the state the last one left, so the padding is (almost)
+    never computed.  Then each document's last-layer output at its last token
+    ``lengths[b] - 1``, the dense layer and log-softmax (the softmax kernel, over C
+    columns), in the caller's order."""
     if prepared.n_classes is None:
         raise ValueError("this is a language model; run it with fast.run, not fast.classify")
     tokens = _check_tokens(prepared, tokens)
@@ -459,14 +489,29 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
     if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
             or lengths.max() > T:
         raise ValueError(f"lengths must be ({B},) integers in [1, {T}], got {lengths.dtype} {lengths.shape}")
-    x = np.take(prepared.emb, tokens, axis=0)                    # (T, B, e)
-    x, _ = run_stack(prepared, x, [None] * len(prepared.layers), schedule, threads)
-    h = np.ascontiguousarray(x[lengths - 1, np.arange(B)])      # (B, n_L)
+    order = np.argsort(-lengths, kind="stable")
+    span = length_segments(lengths[order])
+    x = np.take(prepared.emb, tokens[:, order], axis=0)         # (T, B, e), longest document first
+    for q in prepared.layers:
+        out = np.zeros((T, B, q["n"]), x.dtype)
+        state = None
+        for t0, t1, rows in span:
+            part = np.ascontiguousarray(x[t0:t1, :rows])
+            s0 = None if state is None else _first_rows(state, rows)
+            if q.get("sparse"):
+                y, state = run_sparse_layer(prepared.cell, q, part, s0)
+            else:
+                y, state = run_layer(prepared.cell, q, part, s0, schedule, threads)
+            out[t0:t1, :rows] = y
+        x = out
+    h = np.ascontiguousarray(x[lengths[order] - 1, np.arange(B)])   # (B, n_L), sorted order
     C = prepared.n_classes
     logp = np.empty((B, C), x.dtype)
     output_log_probs(h, prepared.out_W, prepared.out_b, logp,
                      *split(B, prepared.out_W.shape[0], prepared.out_W.shape[-1]))
-    return logp
+    result = np.empty_like(logp)
+    result[order] = logp
+    return result
 
 
 def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto", threads: int | None = None,
@@ -486,6 +531,6 @@ def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto",
     return run(prepare(config, params, sparse=sparse), tokens, state0, schedule, threads)
 
 
-__all__ = ["classify", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
+__all__ = ["classify", "length_segments", "CLASSIFY_SEGMENTS", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
            "prepare_sparse_layer", "run_sparse_layer", "run_stack", "live_rows",
            "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]
