@@ -319,7 +319,7 @@ def report(args) -> None:
     (out / "table.md").write_text(f"Chosen on valid (lambda per task: {chosen}):\n\n{table}\n\nEvery run:\n\n"
                                   f"{every}\n")
     (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs}, indent=1) + "\n")
-    plot(picked, out / "gate_structure.png")
+    plot(sorted(docs, key=lambda d: (list(TASKS).index(d["task"]), d["lam"])), out / "gate_structure.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
     shutil.copy(out / "gate_structure.png", REPO / "docs" / "figures" / "gate_structure.png")
@@ -327,12 +327,13 @@ def report(args) -> None:
 
 
 def plot(docs, path: Path) -> None:
-    """Bars: per task (groups) and gate type (bars), the constant fraction of W+G+N (and
-    +V, hatched) -- the structure the runs learned."""
+    """Bars: per task and lambda (groups) and gate type (bars), the constant fraction of
+    W+G+N (and +V, hatched) -- the structure the runs learned; the chosen lambda's labels
+    in bold."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 3.8))
+    fig, ax = plt.subplots(figsize=(11, 4.2))
     colors = {"i": "#4c72b0", "f": "#dd8452", "g": "#55a868", "o": "#c44e52"}
     x = 0.0
     ticks, labels = [], []
@@ -345,13 +346,15 @@ def plot(docs, path: Path) -> None:
                        hatch="//" if r["config"].endswith("V") else None, edgecolor="white",
                        label=gate if x == 0 else None)
             ticks.append(x + 0.3)
-            labels.append(f"{doc['task']}\n{r['config']}")
+            labels.append(f"{doc['task']} {r['config']}\nλ={doc['lam']:g}{' *' if doc.get('chosen') else ''}")
             x += 1.2
-    ax.set_xticks(ticks, labels)
+        x += 0.4
+    ax.set_xticks(ticks, labels, fontsize=7)
     ax.set_ylabel("live units with the gate constant (%)")
     ax.set_ylim(0, 100)
     ax.legend(title="gate", ncols=4, loc="upper left")
-    ax.set_title("Constant gates per task (LSTM, L0 gates; benchmarks/gate_structure.py)")
+    ax.set_title("Constant gates per task (LSTM, L0 gates; * = lambda chosen on valid; "
+                 "benchmarks/gate_structure.py)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
