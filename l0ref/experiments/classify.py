@@ -11,7 +11,6 @@ class), ``classes`` and ``timing_batch`` (the timed batch's documents and steps)
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from pathlib import Path
@@ -51,17 +50,9 @@ def corpus_digest(corpus: data_mod.LabelledCorpus) -> str:
 def start(spec, log):
     """The state to train and its corpus: a fresh run or the checkpoint ``spec.resume``."""
     if spec.resume is not None:
-        state = training.load_checkpoint(spec.resume)
+        state, corpus_spec = pipeline.resumed_state(spec)
         if state.model_config.task != "classify":
             raise ValueError(f"{spec.resume} is a language model's checkpoint, not a classifier's")
-        if spec.epochs is not None:
-            state.config = dataclasses.replace(state.config, epochs=spec.epochs)
-        if state.epoch >= state.config.epochs:
-            raise ValueError(f"{spec.resume}: the run is finished (epoch {state.epoch} of {state.config.epochs}); "
-                             f"pass --epochs N with N > {state.epoch} to train on")
-        corpus_spec = dict(state.meta.get("corpus") or {})
-        if spec.corpus.get("train") is not None:
-            corpus_spec.update({k: spec.corpus.get(k) for k in ("train", "valid", "test")})
         corpus = load_corpus(corpus_spec)
         if corpus.vocab.to_list() != state.vocab or corpus.classes != state.meta.get("classes"):
             raise ValueError("the corpus' vocabulary or classes differ from the checkpoint's; pass the same --train file")
@@ -220,12 +211,7 @@ def run_locked(spec, out: Path, log) -> dict:
     tokens, lengths = timing_batch(corpus)
     check = check_compaction(mc, params, cm, tokens, lengths)
     log(check["message"])
-    st = compact_mod.size_report(cm)
-    log("")
-    log(compact_mod.format_size_report(st))
-    constant = compact_mod.format_constant_gates(cm)
-    if constant:
-        log(constant)
+    st = pipeline.log_size_report(cm, log)
     speed = time_compaction(mc, params, cm, tokens, lengths, budget=spec.timing_seconds)
     log("")
     log(speed["message"])

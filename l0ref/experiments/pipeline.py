@@ -92,18 +92,25 @@ def corpus_digest(corpus) -> str:
     return hashlib.sha256(np.ascontiguousarray(corpus.train, dtype=np.int64).tobytes()).hexdigest()
 
 
+def resumed_state(spec: RunSpec):
+    """The checkpoint ``spec.resume`` with ``spec.epochs`` applied (an error if the run is
+    finished), and its corpus spec with the data files ``spec`` names instead."""
+    state = training.load_checkpoint(spec.resume)
+    if spec.epochs is not None:
+        state.config = dataclasses.replace(state.config, epochs=spec.epochs)
+    if state.epoch >= state.config.epochs:
+        raise ValueError(f"{spec.resume}: the run is finished (epoch {state.epoch} of {state.config.epochs}); "
+                         f"pass --epochs N with N > {state.epoch} to train on")
+    corpus_spec = dict(state.meta.get("corpus") or {})
+    if spec.corpus.get("train") is not None:
+        corpus_spec.update({k: spec.corpus.get(k) for k in ("train", "valid", "test")})
+    return state, corpus_spec
+
+
 def start(spec: RunSpec, log: Callable[[str], None]):
     """The state to train and its corpus: a fresh run, or the checkpoint ``spec.resume``."""
     if spec.resume is not None:
-        state = training.load_checkpoint(spec.resume)
-        if spec.epochs is not None:
-            state.config = dataclasses.replace(state.config, epochs=spec.epochs)
-        if state.epoch >= state.config.epochs:
-            raise ValueError(f"{spec.resume}: the run is finished (epoch {state.epoch} of {state.config.epochs}); "
-                             f"pass --epochs N with N > {state.epoch} to train on")
-        corpus_spec = dict(state.meta.get("corpus") or {})
-        if spec.corpus.get("train") is not None:
-            corpus_spec.update({k: spec.corpus.get(k) for k in ("train", "valid", "test")})
+        state, corpus_spec = resumed_state(spec)
         corpus = spec.corpus_obj or _corpus(corpus_spec)
         if state.vocab is not None and corpus.vocab.to_list() != state.vocab:
             raise ValueError("the corpus' vocabulary differs from the checkpoint's; pass the same --train file")
@@ -314,6 +321,17 @@ def time_compaction(mc, params, cm, tokens, budget: float = 3.0, threads: int | 
     return {"message": "\n".join(lines), "times": t, "speedup": speedup, "threads": threads}
 
 
+def log_size_report(cm, log):
+    """Log the compact model's size report and its constant gates; returns the report."""
+    st = compact_mod.size_report(cm)
+    log("")
+    log(compact_mod.format_size_report(st))
+    constant = compact_mod.format_constant_gates(cm)
+    if constant:
+        log(constant)
+    return st
+
+
 def save_compact(path: Path, cm, vocab, level: str) -> None:
     """The compact model (``compact.save``), its vocabulary and level in its header."""
     if vocab is not None:
@@ -407,12 +425,7 @@ def _run_locked(spec: RunSpec, out: Path, log) -> dict:
     tokens = timing_tokens(corpus)
     check = check_compaction(mc, params, cm, tokens)
     log(check["message"])
-    st = compact_mod.size_report(cm)
-    log("")
-    log(compact_mod.format_size_report(st))
-    constant = compact_mod.format_constant_gates(cm)
-    if constant:
-        log(constant)
+    st = log_size_report(cm, log)
     speed = time_compaction(mc, params, cm, tokens, budget=spec.timing_seconds, threads=spec.threads)
     log("")
     log(speed["message"])

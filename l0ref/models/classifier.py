@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import gates as gates_mod
 from ..cells._masks import reduce_to_mask
-from . import stack
 from .config import ModelConfig
-from .language import (_embed_and_run, check_tokens, embed_backward, log_softmax, softmax_loss_backward,
-                       softmax_loss_forward)
+from .language import (_embed_and_run, check_tokens, log_softmax, softmax_loss_backward, softmax_loss_forward,
+                       stack_and_embedding_backward)
 
 
 def check_lengths(lengths, tokens: np.ndarray) -> np.ndarray:
@@ -104,12 +102,7 @@ def backward(cache: dict) -> dict:
         d_h = d_h * last_states(drop[L], lengths)
     d_x = np.zeros((T, B, d_h.shape[1]), d_h.dtype)               # zero at every other step and at the padding
     d_x[lengths - 1, np.arange(B)] = d_h
-    layer_grads, d_z, d_s, d_lob, d_x = stack.backward(config, cache["caches"], d_x, drop, g)
-    grads["emb"], d_vocab = embed_backward(params["emb"], tokens, g, d_x)
-    grads["layers"] = layer_grads
-    grads["gates"] = {"neurons": gates_mod.gate_grads(d_z, d_s, d_out_gate), **d_lob}
-    if d_vocab is not None:
-        grads["gates"]["vocab"] = [d_vocab]
+    grads.update(stack_and_embedding_backward(cache, d_x, d_out_gate))
     return grads
 
 

@@ -266,13 +266,22 @@ def backward(cache: dict) -> dict:
     d_x = d_hs * s_L
     if drop[L] is not None:
         d_x = d_x * drop[L]
-    layer_grads, d_z, d_s, d_lob, d_x = stack.backward(config, cache["caches"], d_x, drop, g)
-    grads["emb"], d_vocab = embed_backward(params["emb"], tokens, g, d_x)
-    grads["layers"] = layer_grads
-    grads["gates"] = {"neurons": gates_mod.gate_grads(d_z, d_s, d_out_gate), **d_lob}
-    if d_vocab is not None:
-        grads["gates"]["vocab"] = [d_vocab]
+    grads.update(stack_and_embedding_backward(cache, d_x, d_out_gate))
     return grads
+
+
+def stack_and_embedding_backward(cache: dict, d_x: np.ndarray, d_out_gate) -> dict:
+    """What every model's backward shares below its head: from ``d_x`` (T, B, n_L), the
+    gradient at the last layer's raw outputs, and ``d_out_gate``, the head's gradient
+    with respect to the last neuron gate group, the gradients ``emb``, ``layers`` and
+    ``gates`` (``{family: [...]}``) of a forward's ``cache``."""
+    config, params, tokens, g = cache["config"], cache["params"], cache["tokens"], cache["gates"]
+    layer_grads, d_z, d_s, d_lob, d_x = stack.backward(config, cache["caches"], d_x, cache["drop"], g)
+    d_emb, d_vocab = embed_backward(params["emb"], tokens, g, d_x)
+    gates = {"neurons": gates_mod.gate_grads(d_z, d_s, d_out_gate), **d_lob}
+    if d_vocab is not None:
+        gates["vocab"] = [d_vocab]
+    return {"emb": d_emb, "layers": layer_grads, "gates": gates}
 
 
 def log_probs(config: ModelConfig, params: dict, tokens, gates=None, state0=None):
