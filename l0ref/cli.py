@@ -552,32 +552,14 @@ def cmd_eval(args) -> int:
 
 
 def _eval_classifier(args, path, out, mc, params, gates, vocab, meta: dict, what: str) -> int:
-    """``l0ref eval`` of a classifier: accuracy and confusion matrix on a labelled file,
-    read with the vocabulary, classes and tokenization the model was trained with."""
-    from . import fast
-    from .data import labelled
+    """``l0ref eval`` of a classifier (``experiments.classify.evaluate_file``)."""
+    from .experiments import classify
 
-    classes = meta.get("classes")
-    if not classes or len(classes) != mc.n_classes:
-        raise ValueError(f"{path}: the model stores no class names for its {mc.n_classes} classes")
-    labels, docs = labelled.read_labelled(args.file, meta.get("lowercase", True))
-    split = labelled.encode_split(labels, docs, vocab, classes, meta.get("max_len"), str(args.file))
-    fn = None
-    if what == "compact model, numba kernel":
-        prepared = fast.prepare(mc, params)
-        fn = lambda c, p, tokens, lengths: fast.classify(prepared, tokens, lengths)  # noqa: E731
-    r = train_mod.evaluate_classifier(mc, params, split, batch_size=max(args.batch_size, 1), gates=gates,
-                                      log_probs_fn=fn)
-    from .experiments.classify import format_confusion
-    unk = labelled.unk_rate(split, vocab)
-    _say(f"{args.file}: {len(split):,} documents, {split.n_tokens:,} tokens ({unk:.1%} <unk>, {split.truncated:,} "
-         f"cut to {meta.get('max_len')}), {what}: accuracy {100 * r['accuracy']:.2f}%, loss {r['loss']:.4f} nats "
-         f"per document")
-    _say(format_confusion(r["confusion"], classes).replace(" on test", ""))
+    r = classify.evaluate_file(mc, params, args.file, vocab, meta, gates=gates,
+                               kernel=what == "compact model, numba kernel", batch_size=max(args.batch_size, 1))
+    _say(classify.format_evaluation(r, args.file, what))
     if out is not None:
-        write_json(out, {"file": str(args.file), "model": str(path), "what": what, "documents": len(split),
-                         "tokens": split.n_tokens, "unk_rate": unk, "loss": r["loss"], "accuracy": r["accuracy"],
-                         "classes": list(classes), "confusion": r["confusion"].tolist()})
+        write_json(out, {"file": str(args.file), "model": str(path), "what": what, **r})
     return 0
 
 

@@ -247,6 +247,34 @@ def run_locked(spec, out: Path, log) -> dict:
     return summary
 
 
+def evaluate_file(mc, params, path, vocab, meta: dict, gates=None, kernel: bool = False, batch_size: int = 64) -> dict:
+    """Accuracy, loss and confusion matrix of a classifier on a labelled file, read with
+    the vocabulary, classes and tokenization (``meta``: ``classes``, ``max_len``,
+    ``lowercase``) it was trained with; ``kernel``: a compact model in ``fast.classify``."""
+    classes = meta.get("classes")
+    if not classes or len(classes) != mc.n_classes:
+        raise ValueError(f"the model stores no class names for its {mc.n_classes} classes")
+    labels, docs = data_mod.labelled.read_labelled(path, meta.get("lowercase", True))
+    split = data_mod.labelled.encode_split(labels, docs, vocab, classes, meta.get("max_len"), str(path))
+    fn = None
+    if kernel:
+        prepared = fast.prepare(mc, params)
+        fn = lambda c, p, tokens, lengths: fast.classify(prepared, tokens, lengths)  # noqa: E731
+    r = training.evaluate_classifier(mc, params, split, batch_size=batch_size, gates=gates, log_probs_fn=fn)
+    return {"documents": len(split), "tokens": split.n_tokens, "truncated": split.truncated,
+            "max_len": meta.get("max_len"), "unk_rate": data_mod.labelled.unk_rate(split, vocab),
+            "loss": r["loss"], "accuracy": r["accuracy"], "classes": list(classes),
+            "confusion": r["confusion"].tolist()}
+
+
+def format_evaluation(r: dict, path, what: str) -> str:
+    """:func:`evaluate_file`'s result as the lines ``l0ref eval`` prints."""
+    head = (f"{path}: {r['documents']:,} documents, {r['tokens']:,} tokens ({r['unk_rate']:.1%} <unk>, "
+            f"{r['truncated']:,} cut to {r['max_len']}), {what}: accuracy {100 * r['accuracy']:.2f}%, "
+            f"loss {r['loss']:.4f} nats per document")
+    return head + "\n" + format_confusion(r["confusion"], r["classes"]).replace(" on test", "")
+
+
 def compact_meta(state) -> dict:
     """What a compact classifier keeps beside its vocabulary to read new text as training
     did: the class names and the tokenization settings."""
@@ -275,4 +303,4 @@ def vocabulary_kept(mc, params) -> int | None:
 
 
 __all__ = ["TIMING_DOCS", "load_corpus", "start", "accuracies", "format_confusion", "timing_batch",
-           "check_compaction", "time_compaction", "run_locked", "compact_meta", "nonzero_weights", "vocabulary_kept"]
+           "check_compaction", "time_compaction", "run_locked", "compact_meta", "evaluate_file", "format_evaluation", "nonzero_weights", "vocabulary_kept"]
