@@ -47,10 +47,11 @@ def corpus_digest(corpus: data_mod.LabelledCorpus) -> str:
     return h.hexdigest()
 
 
-def start(spec, log):
-    """The state to train and its corpus: a fresh run or the checkpoint ``spec.resume``."""
+def start(spec, log, resumed=None):
+    """The state to train and its corpus: a fresh run or the checkpoint ``spec.resume``
+    (``resumed``: what ``pipeline.resumed_state`` gave for it)."""
     if spec.resume is not None:
-        state, corpus_spec = pipeline.resumed_state(spec)
+        state, corpus_spec = resumed if resumed is not None else pipeline.resumed_state(spec)
         if state.model_config.task != "classify":
             raise ValueError(f"{spec.resume} is a language model's checkpoint, not a classifier's")
         corpus = load_corpus(corpus_spec)
@@ -191,10 +192,10 @@ def time_compaction(mc, params, cm, tokens, lengths, budget: float = 3.0) -> dic
     return {"message": "\n".join(lines), "times": t, "speedup": speedup, "threads": 1}
 
 
-def run_locked(spec, out: Path, log) -> dict:
+def run_locked(spec, out: Path, log, resumed=None) -> dict:
     """:func:`pipeline.run` for ``task="classify"`` (the directory is locked and checked)."""
     t0 = time.perf_counter()
-    state, corpus, corpus_spec = start(spec, log)
+    state, corpus, corpus_spec = start(spec, log, resumed)
     name = spec.name or out.resolve().name
     source = spec.data_note or corpus_spec["train"]
     describe_run(state, corpus, source, out, log)

@@ -43,8 +43,9 @@ class RunSpec:
     """Everything a run depends on.
 
     ``task``: ``"lm"`` (language modelling) or ``"classify"`` (a document classifier,
-    ``classify.py``; then ``corpus`` gives labelled files, ``max_vocab``, ``max_len``,
-    ``lowercase``, and ``model`` may name ``n_classes`` no more: the training file does).
+    ``classify.py``; then ``corpus`` gives labelled files, ``max_vocab``, ``max_len`` and
+    ``lowercase``, and the training file gives the classes; a resumed run's task is its
+    checkpoint's).
     ``corpus``: ``{"train", "valid", "test"}`` paths (None: the embedded corpus), ``level``
     and ``max_vocab``; or ``corpus_obj``, an already loaded ``data.Corpus`` (with a
     ``data_note`` saying what it is).  ``model``: ``{"cell", "emb_size", "hidden_sizes",
@@ -107,10 +108,11 @@ def resumed_state(spec: RunSpec):
     return state, corpus_spec
 
 
-def start(spec: RunSpec, log: Callable[[str], None]):
-    """The state to train and its corpus: a fresh run, or the checkpoint ``spec.resume``."""
+def start(spec: RunSpec, log: Callable[[str], None], resumed=None):
+    """The state to train and its corpus: a fresh run, or the checkpoint ``spec.resume``
+    (``resumed``: what :func:`resumed_state` gave for it)."""
     if spec.resume is not None:
-        state, corpus_spec = resumed_state(spec)
+        state, corpus_spec = resumed if resumed is not None else resumed_state(spec)
         corpus = spec.corpus_obj or _corpus(corpus_spec)
         if state.vocab is not None and corpus.vocab.to_list() != state.vocab:
             raise ValueError("the corpus' vocabulary differs from the checkpoint's; pass the same --train file")
@@ -397,12 +399,13 @@ def run(spec: RunSpec, log: Callable[[str], None] = print) -> dict:
 
 
 def _run_locked(spec: RunSpec, out: Path, log) -> dict:
-    task = spec.task if spec.resume is None else training.load_checkpoint(spec.resume).model_config.task
+    t0 = time.perf_counter()
+    resumed = resumed_state(spec) if spec.resume is not None else None   # the checkpoint, read once
+    task = spec.task if resumed is None else resumed[0].model_config.task
     if task == "classify":
         from . import classify
-        return classify.run_locked(spec, out, log)
-    t0 = time.perf_counter()
-    state, corpus, corpus_spec = start(spec, log)
+        return classify.run_locked(spec, out, log, resumed)
+    state, corpus, corpus_spec = start(spec, log, resumed)
     need = data_mod.min_tokens(state.config.batch_size, state.config.bptt)
     if corpus.train.size < need:
         raise ValueError(f"the training text has {corpus.train.size} tokens; batch size {state.config.batch_size} "
