@@ -16,7 +16,9 @@ Per task, one LSTM size and these runs (``l0ref train`` settings through
     W+G+N     + preactivation gates (one per gate and unit: Lobacheva et al.'s "gates")
     W+G+N+V   + vocabulary gates (classifiers only)
 
-Each run has a fixed number of epochs and a time cap (``--minutes``), and is reported
+Each run has a fixed number of epochs and a time cap (``--minutes``); its last 20% (of the
+epochs, or of the time where the cap comes first) fine-tunes the weights with the structure
+fixed (``TrainConfig.finetune``: gates at their test-time values, no penalty).  It is reported
 with the parameters of its epoch of best validation accuracy (perplexity), the same rule
 for every run (the unpruned baseline overfits within a few epochs; test data choose nothing).  A task is resumable: a run whose ``summary.json``
 exists is skipped, one with a checkpoint but no summary is resumed.  At the end the
@@ -61,8 +63,9 @@ SHARED = REPO.parent / "shared" / "data"     #: --data: the shared data folder b
 OUT = REPO / "benchmarks" / "results" / "gate_structure"
 CONFIGS = {"base": ("neurons",), "N": ("neurons",), "W+N": ("neurons", "weights"),
            "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab")}
+FINETUNE = 0.2       #: the last 20% of every run fine-tunes the weights with the structure fixed
 CLASSIFY_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.3, weight_decay=1e-6, lr_decay=1.0,
-                      log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0)
+                      log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0, finetune=FINETUNE)
 TASKS = {
     "rt": dict(kind="classify", folder="rt-sentiment", model=dict(emb_size=128, hidden_sizes=(128,)),
                lam=0.3, epochs=15, minutes=6.0, configs=list(CONFIGS),
@@ -77,7 +80,7 @@ TASKS = {
                      "paper: full PTB, LSTM 256"),
 }
 LM_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.4, weight_decay=1e-6, lr_decay=1.2,
-                lr_decay_start=8, log_alpha_lr_scale=5.0, batch_size=20, bptt=35, seed=0)
+                lr_decay_start=8, log_alpha_lr_scale=5.0, batch_size=20, bptt=35, seed=0, finetune=FINETUNE)
 
 
 def train_config(task: dict, config: str) -> training.TrainConfig:

@@ -211,6 +211,17 @@ def eval_gates(log_alpha: dict) -> dict:
     return {name: neurons.deterministic_gates(las) for name, las in log_alpha.items()}
 
 
+def fixed_gates(config, log_alpha: dict, batch: int) -> dict:
+    """The test-time gates in the shapes of a training step's samples: the same for every
+    sequence of the batch (fine-tuning a fixed structure, ``training/step.py``)."""
+    out = {}
+    for name, groups_ in _family_groups(config).items():
+        test = neurons.deterministic_gates(log_alpha[name])
+        out[name] = [np.broadcast_to(z, ((batch,) if g.drawn == PER_SEQUENCE else ()) + g.shape)
+                     for g, z in zip(groups_, test)]
+    return out
+
+
 def log_alpha_grads(log_alpha: dict, uniforms: dict, d_gates: dict) -> dict:
     """Chain the gate gradients through the samples: ``sum over draws of d_gate * dz/dlog_alpha``."""
     from .. import hard_concrete as hc
@@ -246,6 +257,6 @@ def check_log_alpha(config, log_alpha) -> None:
             raise ValueError(f"log_alpha.{name} groups have shapes {got}, expected {want}")
 
 
-__all__ = ["PARAMS_KEY", "PER_SEQUENCE", "PER_MINIBATCH", "GateGroup", "GateFamily", "FAMILIES", "get_family",
+__all__ = ["PARAMS_KEY", "PER_SEQUENCE", "PER_MINIBATCH", "GateGroup", "GateFamily", "FAMILIES", "get_family", "fixed_gates",
            "canonical_families", "groups", "init_params", "check_log_alpha", "draw_uniforms", "sample_gates",
            "eval_gates", "log_alpha_grads", "log_alpha_grads_test"]

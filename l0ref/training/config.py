@@ -52,6 +52,7 @@ class TrainConfig:
     target_warmup: float = 0.3        #: fraction of the run over which the target is ramped in
     target_lr: float = 0.05           #: learning rate of the target's multipliers (gradient ascent)
     target_lam2: float = 20.0         #: initial quadratic multiplier of the target's Lagrangian
+    finetune: float = 0.0             #: last fraction of the run: structure fixed, weights fine-tuned (step.py)
 
     def __post_init__(self):
         for name in ("lam1", "lam2", "lam_preact", "lam_weights", "adam_betas"):
@@ -133,6 +134,9 @@ class TrainConfig:
         if not (isinstance(self.target_lam2, (int, float)) and math.isfinite(self.target_lam2) and
                 self.target_lam2 >= 0):
             raise ValueError(f"target_lam2 must be >= 0, got {self.target_lam2!r}")
+        if isinstance(self.finetune, bool) or not isinstance(self.finetune, (int, float)) or \
+                not 0 <= self.finetune < 1:
+            raise ValueError(f"finetune must be a fraction of the run in [0, 1), got {self.finetune!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 

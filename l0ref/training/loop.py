@@ -64,7 +64,8 @@ def status_line(state: TrainState, stats: dict, tok_per_s: float) -> str:
     ctrl = state.penalty_weights.record(state.model_config, state.params[PARAMS_KEY], state.fraction)
     target = (f" | target {ctrl['target']:.3f} E[{ctrl['measure']}] {ctrl['expected_fraction']:.3f}"
               if ctrl else "")
-    return (f"ep {state.epoch + 1}/{state.config.epochs} step {state.step} | {tok_per_s / 1e3:.1f}k tok/s"
+    phase = " | fine-tuning" if state.fine_tuning else ""
+    return (f"ep {state.epoch + 1}/{state.config.epochs} step {state.step}{phase} | {tok_per_s / 1e3:.1f}k tok/s"
             f" | {quality}{val} | live {live}"
             f" | E[nnz] {_fmt_count(nnz)}{target} | lr {state.lr:.3g}")
 
@@ -88,6 +89,7 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
     entry["penalty"] = float(state.penalty_weights.penalty(mc, la, state.fraction)[0])
     entry.update(state.penalty_weights.record(mc, la, state.fraction))
     entry["elapsed"] = state.elapsed
+    entry["fine_tuning"] = state.fine_tuning
     dt = time.perf_counter() - since[0]
     entry["tokens_per_s"] = (state.tokens_seen - since[1]) / dt if dt > 0 else None
     state.history.append(entry)
@@ -106,7 +108,7 @@ def describe(entry: dict) -> str:
     target = (f"target {entry['target']:.3f} E[{entry['measure']}] {entry['expected_fraction']:.3f} | "
               if "target" in entry else "")
     return (f"epoch {entry['epoch']:3d} step {entry['step']:6d} | {tr} | {val} | live {live} | "
-            f"E[nnz] {_fmt_count(entry['expected_nonzero'])} | {target}lr {entry['lr']:.3g} | {entry['elapsed']:.0f}s")
+            f"E[nnz] {_fmt_count(entry['expected_nonzero'])} | {target}{'fine-tuning | ' if entry.get('fine_tuning') else ''}lr {entry['lr']:.3g} | {entry['elapsed']:.0f}s")
 
 
 def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | None = None, max_steps: int | None = None,

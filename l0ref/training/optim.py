@@ -2,7 +2,8 @@
 
 What each array is (``models.roles``) decides how it is treated: weight matrices are
 decayed (L2, added after clipping as PyTorch's optimizers do), biases and gates are not;
-the gates' learning rate is multiplied by ``log_alpha_lr_scale``.  Under a size target the
+the gates' learning rate is multiplied by ``log_alpha_lr_scale``, and is zero while the
+run fine-tunes a fixed structure (``TrainState.fine_tuning``).  Under a size target the
 gates' learning rate is not decayed (``TargetController.DECAY_GATE_LR``): the controller
 holds the size until the last step, and gates frozen by the decay could not follow it.
 """
@@ -40,6 +41,8 @@ def update(state, p_leaves: list, g_leaves: list) -> None:
     cfg = state.config
     state.opt_t += 1
     gate_lr = (state.lr if state.penalty_weights.DECAY_GATE_LR else cfg.lr) * cfg.log_alpha_lr_scale
+    if state.fine_tuning:
+        gate_lr = 0.0
     lrs = [gate_lr if r == GATE else state.lr for r in roles(state.model_config, state.params)]
     dt = state.dtype
     if cfg.optimizer == "sgd":

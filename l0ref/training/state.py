@@ -51,6 +51,13 @@ class TrainState:
     def dtype(self):
         return DTYPES[self.config.dtype]
 
+    @property
+    def fine_tuning(self) -> bool:
+        """Whether the run is in its last ``config.finetune`` (by ``fraction``, as a size
+        target's ramp counts it: ``loop.run_fraction``): structure fixed (``step.py``)."""
+        f = self.config.finetune
+        return f > 0 and self.fraction >= 1.0 - f
+
 
 def init_state(model_config: models.ModelConfig, config: TrainConfig, n_train_tokens: int,
                vocab: list | None = None, level: str = "word") -> TrainState:

@@ -1,4 +1,5 @@
-"""One training step (Wen et al. sections 3-4): sample gates, loss, penalty, clip, update."""
+"""One training step (Wen et al. sections 3-4): sample gates, loss, penalty, clip, update;
+while fine-tuning (``TrainConfig.finetune``), the same with the gates fixed."""
 from __future__ import annotations
 
 import math
@@ -26,21 +27,24 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     B = inputs.shape[1]
     log_alpha = p[gates_mod.PARAMS_KEY]              # {family: [array per group]}
     families = gates_mod.families
+    if state.fine_tuning:
+        loss, finals, grads = _fixed_structure(state, inputs, targets, loss_and_grads)
+        pen = 0.0
+    else:
+        # Gates: hard concrete samples (Eq. 8), one per sequence (B, size) per group, or one
+        # per minibatch for the weight gates (``gates/families.py``).
+        u = families.draw_uniforms(mc, log_alpha, B, state.rng)
+        g = families.sample_gates(log_alpha, u)
+        loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
+        d_log_alpha = families.log_alpha_grads(log_alpha, u, grads.pop("gates"))
 
-    # Gates: hard concrete samples (Eq. 8), one per sequence (B, size) per group, or one
-    # per minibatch for the weight gates (``gates/families.py``).
-    u = families.draw_uniforms(mc, log_alpha, B, state.rng)
-    g = families.sample_gates(log_alpha, u)
-    loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
-    d_log_alpha = families.log_alpha_grads(log_alpha, u, grads.pop("gates"))
-
-    # The penalty and its gradient: Eq. 7 (with P(gate != 0) of Eq. 9; every gate family's
-    # expected nonzero weights), or a size target's Lagrangian (``weights.py``).
-    pen, d_pen = state.penalty_weights.penalty(mc, log_alpha, state.fraction)
-    state.penalty_weights.after_step(mc, log_alpha, state.fraction)     # a controller's multipliers ascend
-    grads[gates_mod.PARAMS_KEY] = {name: [(a + b).astype(state.dtype, copy=False)
-                                          for a, b in zip(d_log_alpha[name], d_pen[name])]
-                                   for name in log_alpha}
+        # The penalty and its gradient: Eq. 7 (with P(gate != 0) of Eq. 9; every gate family's
+        # expected nonzero weights), or a size target's Lagrangian (``weights.py``).
+        pen, d_pen = state.penalty_weights.penalty(mc, log_alpha, state.fraction)
+        state.penalty_weights.after_step(mc, log_alpha, state.fraction)     # a controller's multipliers ascend
+        grads[gates_mod.PARAMS_KEY] = {name: [(a + b).astype(state.dtype, copy=False)
+                                              for a, b in zip(d_log_alpha[name], d_pen[name])]
+                                       for name in log_alpha}
 
     g_leaves, p_leaves = leaves(grads), leaves(p)
     if len(g_leaves) != len(p_leaves):
@@ -49,7 +53,7 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     # Global-norm clipping over every gradient, the gates' included.
     norm = math.sqrt(sum(float(np.vdot(a, a)) for a in g_leaves))
     if not math.isfinite(norm):
-        if not (math.isfinite(pen) and all(np.all(np.isfinite(d)) for d in d_pen)):
+        if not (math.isfinite(pen) and all(np.all(np.isfinite(a)) for a in leaves(grads[gates_mod.PARAMS_KEY]))):
             raise FloatingPointError(f"the penalty or its gradient overflows at step {state.step}; lower lam1/lam2")
         raise FloatingPointError(f"gradient norm is {norm} at step {state.step}; lower the learning rate")
     if cfg.clip > 0 and norm > cfg.clip:
@@ -63,6 +67,20 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     state.step += 1
     state.tokens_seen += int(inputs.size)
     return {"loss": loss, "penalty": pen, "grad_norm": norm, "lr": state.lr}
+
+
+def _fixed_structure(state, inputs, targets, loss_and_grads):
+    """Loss and gradients with every gate at its test-time value (Eq. 10, 11), the same
+    for every sequence: the network that compaction keeps, trained as it is.  No penalty
+    and no gradient for ``log_alpha`` (zeros; ``optim.update`` leaves the gates where they
+    are while ``state.fine_tuning``), so the live neurons and constant gates cannot change."""
+    mc, p, cfg = state.model_config, state.params, state.config
+    log_alpha = p[gates_mod.PARAMS_KEY]
+    g = gates_mod.families.fixed_gates(mc, log_alpha, inputs.shape[1])
+    loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
+    grads.pop("gates")
+    grads[gates_mod.PARAMS_KEY] = {name: [np.zeros_like(la) for la in las] for name, las in log_alpha.items()}
+    return loss, finals, grads
 
 
 __all__ = ["train_step"]
