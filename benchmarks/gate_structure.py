@@ -16,9 +16,11 @@ Per task, one LSTM size and these runs (``l0ref train`` settings through
     W+G+N     + preactivation gates (one per gate and unit: Lobacheva et al.'s "gates")
     W+G+N+V   + vocabulary gates (classifiers only)
 
-Each run has a fixed number of epochs and a time cap (``--minutes``); its last 20% (of the
-epochs, or of the time where the cap comes first) fine-tunes the weights with the structure
-fixed (``TrainConfig.finetune``: gates at their test-time values, no penalty).  It is reported
+Each run has a fixed number of epochs and a time cap (``--minutes``); with ``--finetune F``
+its last fraction F (of the epochs, or of the time where the cap comes first) fine-tunes
+the weights with the structure fixed (``TrainConfig.finetune``: gates at their test-time
+values, no penalty; results in ``<task>_lam<L>_ft<F>/``, not among the candidates of the
+lambda rule below).  It is reported
 with the parameters of its epoch of best validation accuracy (perplexity), the same rule
 for every run (the unpruned baseline overfits within a few epochs; test data choose nothing).  A task is resumable: a run whose ``summary.json``
 exists is skipped, one with a checkpoint but no summary is resumed.  At the end the
@@ -63,9 +65,8 @@ SHARED = REPO.parent / "shared" / "data"     #: --data: the shared data folder b
 OUT = REPO / "benchmarks" / "results" / "gate_structure"
 CONFIGS = {"base": ("neurons",), "N": ("neurons",), "W+N": ("neurons", "weights"),
            "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab")}
-FINETUNE = 0.2       #: the last 20% of every run fine-tunes the weights with the structure fixed
 CLASSIFY_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.3, weight_decay=1e-6, lr_decay=1.0,
-                      log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0, finetune=FINETUNE)
+                      log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0)
 TASKS = {
     "rt": dict(kind="classify", folder="rt-sentiment", model=dict(emb_size=128, hidden_sizes=(128,)),
                lam=0.3, epochs=15, minutes=6.0, configs=list(CONFIGS),
@@ -80,11 +81,12 @@ TASKS = {
                      "paper: full PTB, LSTM 256"),
 }
 LM_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.4, weight_decay=1e-6, lr_decay=1.2,
-                lr_decay_start=8, log_alpha_lr_scale=5.0, batch_size=20, bptt=35, seed=0, finetune=FINETUNE)
+                lr_decay_start=8, log_alpha_lr_scale=5.0, batch_size=20, bptt=35, seed=0)
 
 
 def train_config(task: dict, config: str) -> training.TrainConfig:
-    base = dict(CLASSIFY_TRAIN if task["kind"] == "classify" else LM_TRAIN, epochs=task["epochs"])
+    base = dict(CLASSIFY_TRAIN if task["kind"] == "classify" else LM_TRAIN, epochs=task["epochs"],
+                finetune=task.get("finetune", 0.0))
     lam = 0.0 if config == "base" else task["lam"]
     extra = {"log_alpha_init": 10.0} if config == "base" else {"log_alpha_init": 1.0}
     if task["kind"] == "lm":
@@ -251,7 +253,8 @@ def run_task(name: str, args) -> None:
         task["minutes"] = args.minutes
     if args.lam is not None:
         task["lam"] = args.lam
-    out = Path(args.out) / f"{name}_lam{task['lam']:g}"
+    task["finetune"] = args.finetune
+    out = Path(args.out) / (f"{name}_lam{task['lam']:g}" + (f"_ft{args.finetune:g}" if args.finetune else ""))
     out.mkdir(parents=True, exist_ok=True)
     lm_corpus = None
     if task["kind"] == "lm":
@@ -262,7 +265,7 @@ def run_task(name: str, args) -> None:
     print(f"[{name}] timing every compact model, interleaved ...", flush=True)
     times = time_all(task, out, task["configs"], lm_corpus)
     rows = [row(name, c, summaries[c], compact_mod.load(out / c / "compact.npz"), times) for c in task["configs"]]
-    doc = {"task": name, "note": task["note"], "lam": task["lam"], "epochs": task["epochs"],
+    doc = {"task": name, "note": task["note"], "lam": task["lam"], "finetune": task["finetune"], "epochs": task["epochs"],
            "minutes_per_run": task["minutes"], "model": task["model"], "times_ms": times, "rows": rows,
            "wall_seconds": time.perf_counter() - t0}
     (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -313,20 +316,27 @@ def report(args) -> None:
     docs = [json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))]
     if not docs:
         raise SystemExit(f"no results under {out}; run a task first")
+    order = lambda d: (list(TASKS).index(d["task"]), d["lam"])  # noqa: E731
+    tuned = sorted((d for d in docs if d.get("finetune")), key=order)
+    docs = sorted((d for d in docs if not d.get("finetune")), key=order)
     chosen = choose(docs)
     for d in docs:
         d["chosen"] = chosen.get(d["task"]) == d["lam"]
     picked = [d for t in TASKS for d in docs if d["task"] == t and d["chosen"]]
     table = format_table(picked)
-    every = format_table(sorted(docs, key=lambda d: (list(TASKS).index(d["task"]), d["lam"])), lam=True)
-    (out / "table.md").write_text(f"Chosen on valid (lambda per task: {chosen}):\n\n{table}\n\nEvery run:\n\n"
-                                  f"{every}\n")
+    every = format_table(docs, lam=True)
+    text = f"Chosen on valid (lambda per task: {chosen}):\n\n{table}\n\nEvery run:\n\n{every}\n"
+    if tuned:
+        text += ("\nWith fine-tuning (" + ", ".join(f"{d['task']} lambda {d['lam']:g}: last {100 * d['finetune']:g}%"
+                                               for d in tuned) + "):\n\n" + format_table(tuned, lam=True) + "\n")
+    (out / "table.md").write_text(text)
+    docs = docs + tuned
     (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs}, indent=1) + "\n")
-    plot(sorted(docs, key=lambda d: (list(TASKS).index(d["task"]), d["lam"])), out / "gate_structure.png")
+    plot([d for d in docs if not d.get("finetune")], out / "gate_structure.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
     shutil.copy(out / "gate_structure.png", REPO / "docs" / "figures" / "gate_structure.png")
-    print(f"chosen on valid: {chosen}\n\n{table}\n\nevery run:\n\n{every}")
+    print(text)
 
 
 def plot(docs, path: Path) -> None:
@@ -369,6 +379,8 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--data", default=str(SHARED), help=f"the shared data folder (default {SHARED})")
     p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
+    p.add_argument("--finetune", type=float, default=0.0, metavar="F",
+                   help="fine-tune the last fraction F of every run with the structure fixed (default 0)")
     p.add_argument("--lam", type=float, default=None,
                    help="the lambda multiplier of every pruned run (default: the task's; results in "
                    "<task>_lam<L>/, the report chooses among them on valid)")
