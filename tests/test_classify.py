@@ -139,6 +139,48 @@ def test_kernel_classifier_equals_the_reference(cell, families, dtype):
         np.testing.assert_allclose(ker, ref, rtol=0, atol=tol)
 
 
+@pytest.mark.parametrize("sparse", ["never", "always"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_dense_and_csr_layers_classify_alike(cell, sparse):
+    """The packed dense layers (constant rows included) and the padded CSR ones give the
+    reference's result, whichever the driver is told to take."""
+    mc, p, rng = _random_classifier(cell, ("neurons", "preact", "weights"), np.float64, 4)
+    for a in p["log_alpha"]["preact"]:
+        a.reshape(-1)[::3] = -10.0                                   # closed: constant gates
+    cm = compact.compact(mc, p)
+    prepared = fast.prepare(cm.config, cm.params, sparse=sparse)
+    assert all(bool(q.get("sparse")) == (sparse == "always") for q in prepared.layers)
+    if sparse == "never":
+        assert sum(q["constant_rows"] for q in prepared.layers) > 0      # the constant-row layout is run
+    lengths = np.array([3, 8, 1, 8, 5, 2, 7])
+    tokens = rng.integers(0, 40, (8, 7))
+    ref = classifier.log_probs(mc, p, tokens, lengths, models.eval_gates(p))
+    np.testing.assert_allclose(fast.classify(prepared, tokens, lengths), ref, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_a_packed_layer_is_each_sequence_run_alone(cell):
+    """``run_packed`` over steps whose row counts shrink == ``run_layer`` on each sequence
+    alone (the rows of a step are the first sequences; the ended ones keep their state)."""
+    mc, p, rng = _random_classifier(cell, ("neurons", "preact"), np.float64, 5)
+    cm = compact.compact(mc, p)
+    q = fast.prepare(cm.config, cm.params, sparse="never").layers[0]
+    lengths = np.array([6, 6, 4, 1])
+    x = rng.normal(size=(6, 4, cm.config.emb_size))
+    live = np.arange(6)[:, None] < lengths[None, :]
+    starts = np.concatenate([[0], np.cumsum(live.sum(axis=1))])
+    out, states = fast.driver.run_packed(cell, q, x[live], starts)
+    for b, n in enumerate(lengths):
+        alone, final = fast.driver.run_layer(cell, q, x[:n, b:b + 1])
+        np.testing.assert_allclose(out[starts[:n] + b], alone[:, 0], rtol=0, atol=1e-13)
+        final = final if isinstance(final, tuple) else (final,)
+        if len(final) > 1:                                        # the LSTM's c: at the last step
+            np.testing.assert_allclose(states[1][b], final[1][0], rtol=0, atol=1e-13)
+    for bad in ([0, 3, 6], [0, 4, 8, 13, 15, 16, 17], [0, 4, 8, 12, 15, 16, 18]):
+        with pytest.raises(ValueError, match="starts must run from 0 to the 17 rows"):
+            fast.driver.run_packed(cell, q, x[live], np.array(bad))
+
+
 @settings(max_examples=60)
 @given(lengths=st.lists(st.integers(1, 50), min_size=1, max_size=40), segments=st.integers(1, 10))
 def test_length_segments_cover_every_step_of_every_document(lengths, segments):

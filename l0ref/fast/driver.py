@@ -85,30 +85,31 @@ def _constants_rhn(q, p, const_rows, dtype):
             "b_rec": np.ascontiguousarray(np.concatenate([q["b_rec"], b[:, const_rows]], axis=1))}
 
 
-def _run_lstm(q, wx, state, out, pre, sync, rows, cols):
+def _run_lstm(q, wx, state, out, pre, sync, rows, cols, starts):
     h, c = state
-    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"])
+    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"], starts)
 
 
-def _run_gru(q, wx, state, out, pre, sync, rows, cols):
+def _run_gru(q, wx, state, out, pre, sync, rows, cols, starts):
     h, = state
-    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"])
+    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"], starts)
 
 
-def _run_rhn(q, wx, state, out, pre, sync, rows, cols):
+def _run_rhn(q, wx, state, out, pre, sync, rows, cols, starts):
     s, = state
     buffers = np.empty((2,) + s.shape, s.dtype)
-    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols, q["pos"], q["tail"])
+    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols, q["pos"], q["tail"],
+                 starts)
 
 
 @dataclass(frozen=True)
 class CellKernel:
     """How the driver runs one cell: ``prepare(params, rows, dtype)`` -> the layer's
     arrays in the layout whose columns hold the gate rows ``rows`` (``layout.gate_rows``),
-    ``run(q, wx, state, out, pre, sync, rows, cols)`` runs the recurrence over the
-    sequence (``state``: the cell's state arrays, (B, n) each, the initial state on
-    entry; ``rows`` x ``cols`` the threads' grid and ``sync`` their barrier:
-    ``recurrences.py``)."""
+    ``run(q, wx, state, out, pre, sync, rows, cols, starts)`` runs the recurrence over
+    the packed steps ``starts`` (``state``: the cell's state arrays, (B, n) each, the
+    initial state on entry; ``rows`` x ``cols`` the threads' grid and ``sync`` their
+    barrier: ``recurrences.py``)."""
 
     prepare: Callable
     run: Callable
@@ -341,39 +342,63 @@ def run_layer(cell: str, q: dict, x: np.ndarray, state0=None, schedule: str = "a
     of :data:`SCHEDULES`) and ``threads`` (default: numba's) choose how the threads share
     the recurrence (:func:`recurrence_split`).
     """
-    dtype = x.dtype
-    if x.ndim != 3 or x.shape[2] != q["W"].shape[1] or dtype != q["W"].dtype:
-        raise ValueError(f"layer input has shape {x.shape} and dtype {dtype}; the layer takes "
+    if x.ndim != 3 or x.shape[2] != q["W"].shape[1] or x.dtype != q["W"].dtype:
+        raise ValueError(f"layer input has shape {x.shape} and dtype {x.dtype}; the layer takes "
                          f"(T, B, {q['W'].shape[1]}) {q['W'].dtype}")
+    T, B, m = x.shape
+    out, states = run_packed(cell, q, x.reshape(T * B, m), B * np.arange(T + 1, dtype=np.int64), state0,
+                             schedule, threads)
+    out = out.reshape(T, B, q["n"])
+    return out, _final_states(states, out, T)
+
+
+def run_packed(cell: str, q: dict, x: np.ndarray, starts: np.ndarray, state0=None, schedule: str = "auto",
+               threads: int | None = None):
+    """One compact recurrent layer over packed steps (``recurrences.py``: step t is rows
+    ``starts[t]:starts[t + 1]`` of x (rows, m), the first sequences of the batch, a count
+    that never grows); returns (outputs (rows, n) in the same packing, the cell's state
+    arrays, each (B, n): every sequence's at its last step).  Arguments as :func:`run_layer`,
+    which this runs (``starts = B * arange(T + 1)``); one input product for all steps
+    and one recurrence, whatever the lengths."""
+    dtype = x.dtype
+    if x.ndim != 2 or x.shape[1] != q["W"].shape[1] or dtype != q["W"].dtype:
+        raise ValueError(f"packed layer input has shape {x.shape} and dtype {dtype}; the layer takes "
+                         f"(rows, {q['W'].shape[1]}) {q['W'].dtype}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     most = numba.get_num_threads()
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
                                 or not 1 <= threads <= most):
         raise ValueError(f"threads must be an integer from 1 to {most} (numba's threads), got {threads!r}")
+    starts = np.ascontiguousarray(starts, np.int64)
+    counts = np.diff(starts)
+    if starts.ndim != 1 or starts.shape[0] < 2 or starts[0] != 0 or starts[-1] != x.shape[0] \
+            or counts[0] < 1 or np.any(np.diff(counts) > 0) or np.any(counts < 0):
+        raise ValueError(f"starts must run from 0 to the {x.shape[0]} rows of x in steps that never grow, "
+                         f"the first >= 1")
     x = np.ascontiguousarray(x)
-    T, B, m = x.shape
+    B = int(counts[0])
     n = q["n"]
     nr = panel_width(dtype)
     width = q["W"].shape[0] * nr + q["tail"]                     # the layout's columns: padding, constants
-    wx = np.empty((T, B, width), dtype)
-    matmul_bias(x.reshape(T * B, m), q["W"], q["b_in"], wx.reshape(T * B, width),       # every step's
-                *split(T * B, q["W"].shape[0], nr))                                     # input projection
-    out = np.empty((T, B, n), dtype)
+    rows_in = x.shape[0]
+    wx = np.empty((rows_in, width), dtype)
+    matmul_bias(x, q["W"], q["b_in"], wx, *split(rows_in, q["W"].shape[0], nr))    # every step's input projection
+    out = np.empty((rows_in, n), dtype)
     pre = np.empty((B, width), dtype)
     if q["tail"]:                                                # the constant gates' values
-        wx[:, :, width - q["tail"]:] = q["tail_wx"]
+        wx[:, width - q["tail"]:] = q["tail_wx"]
         pre[:, width - q["tail"]:] = q["tail_pre"]
     kernel = _kernel(cell)
     states = _initial_states(state0, kernel.state, B, n, dtype)
     backup = [s.copy() for s in states]
     rows, cols = recurrence_split(B, q["groups"].shape[0], schedule, threads)
     sync = new_sync()
-    kernel.run(q, wx, states, out, pre, sync, rows, cols)
+    kernel.run(q, wx, states, out, pre, sync, rows, cols, starts)
     if aborted(sync):                                            # a barrier timed out: again, by rows
         states = backup
-        kernel.run(q, wx, states, out, pre, new_sync(), *recurrence_split(B, 1, "rows", threads))
-    return out, _final_states(states, out, T)
+        kernel.run(q, wx, states, out, pre, new_sync(), *recurrence_split(B, 1, "rows", threads), starts)
+    return out, states
 
 
 def _initial_states(state0, names, B, n, dtype) -> list:
@@ -475,12 +500,13 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
     """Class log-probabilities (B, C) of a compact document classifier laid out by
     :func:`prepare` (``models.classifier.log_probs`` with gates None).
 
-    The documents are sorted by length, longest first, and each layer runs in
-    :func:`length_segments`: a few calls of the layer's kernel over a batch that shrinks
-    as documents end, each from the state the last one left, so the padding is (almost)
-    never computed.  Then each document's last-layer output at its last token
-    ``lengths[b] - 1``, the dense layer and log-softmax (the softmax kernel, over C
-    columns), in the caller's order."""
+    The documents are sorted by length, longest first, and packed step after step (step
+    t: the documents longer than t; PyTorch's ``pack_padded_sequence``), so that a dense
+    layer is one input product and one recurrence over exactly the tokens there are
+    (:func:`run_packed`); a CSR layer runs padded in :func:`length_segments`, a few calls
+    over a batch that shrinks as documents end.  Then each document's last-layer output
+    at its last token ``lengths[b] - 1``, the dense layer and log-softmax (the softmax
+    kernel, over C columns), in the caller's order."""
     if prepared.n_classes is None:
         raise ValueError("this is a language model; run it with fast.run, not fast.classify")
     tokens = _check_tokens(prepared, tokens)
@@ -490,21 +516,17 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
             or lengths.max() > T:
         raise ValueError(f"lengths must be ({B},) integers in [1, {T}], got {lengths.dtype} {lengths.shape}")
     order = np.argsort(-lengths, kind="stable")
-    span = length_segments(lengths[order])
-    x = np.take(prepared.emb, tokens[:, order], axis=0)         # (T, B, e), longest document first
+    desc = lengths[order]
+    T = int(desc[0])
+    live = np.arange(T)[:, None] < desc[None, :]                 # (T, B): step t of document b exists
+    starts = np.concatenate([[0], np.cumsum(live.sum(axis=1))]).astype(np.int64)
+    x = np.take(prepared.emb, tokens[:T, order][live], axis=0)   # (tokens, e), packed
     for q in prepared.layers:
-        out = np.zeros((T, B, q["n"]), x.dtype)
-        state = None
-        for t0, t1, rows in span:
-            part = np.ascontiguousarray(x[t0:t1, :rows])
-            s0 = None if state is None else _first_rows(state, rows)
-            if q.get("sparse"):
-                y, state = run_sparse_layer(prepared.cell, q, part, s0)
-            else:
-                y, state = run_layer(prepared.cell, q, part, s0, schedule, threads)
-            out[t0:t1, :rows] = y
-        x = out
-    h = np.ascontiguousarray(x[lengths[order] - 1, np.arange(B)])   # (B, n_L), sorted order
+        if q.get("sparse"):
+            x = _sparse_packed(prepared.cell, q, x, live, desc)
+        else:
+            x, _ = run_packed(prepared.cell, q, x, starts, None, schedule, threads)
+    h = np.ascontiguousarray(x[starts[desc - 1] + np.arange(B)])  # (B, n_L), sorted order
     C = prepared.n_classes
     logp = np.empty((B, C), x.dtype)
     output_log_probs(h, prepared.out_W, prepared.out_b, logp,
@@ -512,6 +534,20 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
     result = np.empty_like(logp)
     result[order] = logp
     return result
+
+
+def _sparse_packed(cell: str, q: dict, x: np.ndarray, live: np.ndarray, desc: np.ndarray) -> np.ndarray:
+    """A CSR layer over packed steps (:func:`classify`): padded to (T, B, m) and run in
+    :func:`length_segments`, the outputs packed again."""
+    T, B = live.shape
+    padded = np.zeros((T, B, x.shape[1]), x.dtype)
+    padded[live] = x
+    out = np.zeros((T, B, q["n"]), x.dtype)
+    state = None
+    for t0, t1, rows in length_segments(desc):
+        s0 = None if state is None else _first_rows(state, rows)
+        out[t0:t1, :rows], state = run_sparse_layer(cell, q, np.ascontiguousarray(padded[t0:t1, :rows]), s0)
+    return out[live]
 
 
 def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto", threads: int | None = None,

@@ -29,8 +29,14 @@ biases, put there by the driver.  Before a group's update, its gates are gathere
 through ``pos`` into the plain order (:func:`_expand`), and the plain update runs.  An
 empty ``pos`` means the plain layout.
 
-The states of consecutive steps are different arrays: ``out[t - 1]`` (the initial state
-at t = 0) is read while ``out[t]`` is written.  ``sync`` (2,) int64: the barrier's
+**Packed steps** (PyTorch's ``PackedSequence`` layout): ``wx`` and ``out`` hold the rows
+of all steps one after the other, step t in rows ``starts[t] <= i < starts[t + 1]``, and
+step t computes the first ``starts[t + 1] - starts[t]`` sequences of the batch, a count
+that never grows (documents sorted by length, longest first; a language model's windows:
+``starts = B * arange(T + 1)``).  A sequence that has ended is not computed again: its
+state (the LSTM's c) stays at its last step's.  The states of consecutive steps are
+different rows: step t - 1's (the initial state at t = 0) are read while step t's are
+written.  ``sync`` (2,) int64: the barrier's
 counter and abort flag; a wait that times out aborts the loop, and the driver runs
 the layer again by rows.  ``driver.recurrence_split`` chooses the grid.
 """
@@ -119,16 +125,17 @@ def _unit(groups, g):
 
 
 @njit(parallel=True)
-def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos):
+def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
     """The LSTM (Eq. 1) over a whole sequence, in place (module docstring).
 
-    wx (T, B, width): ``x_t W^T + b`` of every step, in the layout of ``groups``; U
-    packed in it; h, c (B, n): the initial state (c is updated in place); out (T, B, n):
-    every h_t; pre (B, width): scratch, its tail the constants; ``pos``: the constant
-    rows' layout (module docstring).  Gate order i, f, g, o.
+    wx (rows of all steps, width): ``x_t W^T + b`` of every step, in the layout of
+    ``groups``; U packed in it; h, c (B, n): the initial state (c is updated in place);
+    out (rows of all steps, n): every h_t; pre (B, width): scratch, its tail the
+    constants; ``pos``: the constant rows' layout; ``starts`` (T + 1,): the packed steps
+    (module docstring).  Gate order i, f, g, o.
     """
     mapped = pos.shape[0] > 0
-    T, B, width = wx.shape
+    T, width = starts.shape[0] - 1, wx.shape[1]
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
     for party in numba.prange(parties):
@@ -136,22 +143,24 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos):
         packed = np.empty(n * MAX_ROWS, h.dtype)
         gates = np.empty(4 * n, h.dtype)
         for t in range(T):
-            prev = h if t == 0 else out[t - 1]
-            for b in range(b0, b1, MAX_ROWS):
-                nb = min(MAX_ROWS, b1 - b)
+            s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
+            prev = h if t == 0 else out[starts[t - 1]:s0]
+            cur = out[s0:starts[t + 1]]
+            for b in range(b0, e1, MAX_ROWS):
+                nb = min(MAX_ROWS, e1 - b)
                 if count > 0:
                     pack_rows(prev, b, b + nb, packed)
                     recurrent_product(packed, b, nb, U, c0 // nr, count,
-                                      Strided(wx.reshape(-1), (t * B + b) * width + c0, width), pre, c0)
+                                      Strided(wx.reshape(-1), (s0 + b) * width + c0, width), pre, c0)
                 for g in range(g0, g1):
                     u0, k, cg = _unit(groups, g)
                     if mapped:
                         for r in range(b, b + nb):
                             _expand(pre[r], pos, groups[g, LOGICAL], 4 * k, gates)
-                            _lstm_update(gates, c[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
+                            _lstm_update(gates, c[r, u0:u0 + k], cur[r, u0:u0 + k], k)
                         continue
                     for r in range(b, b + nb):
-                        _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
+                        _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], cur[r, u0:u0 + k], k)
             if not _meet(sync, t + 1, parties, cols):
                 break
 
@@ -160,11 +169,12 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos):
 
 
 @njit(parallel=True)
-def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos):
+def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts):
     """PyTorch's GRU over a whole sequence, in place.
 
-    wx (T, B, width): ``x_t W^T + b_i``; U packed and b_h (width,) in the layout of
-    ``groups``; h (B, n): the initial state; out (T, B, n); pre (B, width): scratch.
+    wx (rows of all steps, width): ``x_t W^T + b_i``; U packed and b_h (width,) in the
+    layout of ``groups``; h (B, n): the initial state; out (rows of all steps, n); pre
+    (B, width): scratch; ``starts``: the packed steps (module docstring).
     Gate order r, u, n::
 
         r = sigmoid(wx_r + U_r h + b_hr),  u = sigmoid(wx_u + U_u h + b_hu)
@@ -174,7 +184,7 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos):
     their b_i and b_h).
     """
     mapped = pos.shape[0] > 0
-    T, B, width = wx.shape
+    T = starts.shape[0] - 1
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
     for party in numba.prange(parties):
@@ -182,9 +192,11 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos):
         packed = np.empty(n * MAX_ROWS, h.dtype)
         xg, ag = np.empty(3 * n, h.dtype), np.empty(3 * n, h.dtype)
         for t in range(T):
-            prev = h if t == 0 else out[t - 1]
-            for b in range(b0, b1, MAX_ROWS):
-                nb = min(MAX_ROWS, b1 - b)
+            s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
+            prev = h if t == 0 else out[starts[t - 1]:s0]
+            cur = out[s0:starts[t + 1]]
+            for b in range(b0, e1, MAX_ROWS):
+                nb = min(MAX_ROWS, e1 - b)
                 if count > 0:
                     pack_rows(prev, b, b + nb, packed)
                     recurrent_product(packed, b, nb, U, c0 // nr, count, Strided(b_h, c0, NO_OFFSET), pre, c0)
@@ -192,13 +204,13 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos):
                     u0, k, cg = _unit(groups, g)
                     if mapped:
                         for r in range(b, b + nb):
-                            _expand(wx[t, r], pos, groups[g, LOGICAL], 3 * k, xg)
+                            _expand(wx[s0 + r], pos, groups[g, LOGICAL], 3 * k, xg)
                             _expand(pre[r], pos, groups[g, LOGICAL], 3 * k, ag)
-                            _gru_update(xg, ag, prev[r, u0:u0 + k], out[t, r, u0:u0 + k], k)
+                            _gru_update(xg, ag, prev[r, u0:u0 + k], cur[r, u0:u0 + k], k)
                         continue
                     for r in range(b, b + nb):
-                        _gru_update(wx[t, r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
-                                    out[t, r, u0:u0 + k], k)
+                        _gru_update(wx[s0 + r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
+                                    cur[r, u0:u0 + k], k)
             if not _meet(sync, t + 1, parties, cols):
                 break
 
@@ -207,23 +219,24 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos):
 
 
 @njit(parallel=True)
-def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, tail):
+def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, tail, starts):
     """The RHN (Zilly et al.) over a whole sequence, in place.
 
-    wx (T, B, width): ``x_t W^T + b^1`` (the first micro-step's input and bias);
+    wx (rows of all steps, width): ``x_t W^T + b^1`` (the first micro-step's input and bias);
     R (L, panels, n, nr): every micro-step's matrix packed in the layout of ``groups``;
     rb (L, width): the micro-steps' biases in it (row 0 is already in wx); q (B, n):
-    the initial state (not changed); out (T, B, n): the state after the last micro-step
-    of every t; pre (B, width): scratch; ``buffers`` (2, B, n): the states between
-    micro-steps, alternately (micro-step s of a step reads the state of s - 1 and
-    writes the other buffer; the last writes ``out[t]``).  A barrier per micro-step.
+    the initial state (not changed); out (rows of all steps, n): the state after the last
+    micro-step of every t (``starts``: the packed steps, module docstring); pre (B, width):
+    scratch; ``buffers`` (2, B, n): the states between micro-steps, alternately
+    (micro-step s of a step reads the state of s - 1 and writes the other buffer; the
+    last writes step t's rows of ``out``).  A barrier per micro-step.
     ``pos``, ``tail``: the constant rows' layout (module docstring) and their count; a
     row is constant only where it has no weights at any micro-step, and its value
     changes with the micro-step: the tail of ``pre`` is copied from the micro-step's
     (wx's or rb's) before the update.
     """
     mapped = pos.shape[0] > 0
-    T, B, width = wx.shape
+    T, width = starts.shape[0] - 1, wx.shape[1]
     L, n, nr = R.shape[0], q.shape[1], R.shape[-1]
     parties = (rows.shape[0] - 1) * cols
     for party in numba.prange(parties):
@@ -232,17 +245,18 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
         gates = np.empty(2 * n, q.dtype)
         epoch = 0
         for t in range(T):
+            s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
             for s in range(L):
                 if s == 0:
-                    src = q if t == 0 else out[t - 1]
+                    src = q if t == 0 else out[starts[t - 1]:s0]
                 else:
                     src = buffers[(s - 1) % 2]
-                dst = out[t] if s == L - 1 else buffers[s % 2]
-                for b in range(b0, b1, MAX_ROWS):
-                    nb = min(MAX_ROWS, b1 - b)
+                dst = out[s0:starts[t + 1]] if s == L - 1 else buffers[s % 2]
+                for b in range(b0, e1, MAX_ROWS):
+                    nb = min(MAX_ROWS, e1 - b)
                     if count > 0:
                         if s == 0:
-                            Z = Strided(wx.reshape(-1), (t * B + b) * width + c0, width)
+                            Z = Strided(wx.reshape(-1), (s0 + b) * width + c0, width)
                         else:
                             Z = Strided(rb.reshape(-1), s * width + c0, NO_OFFSET)
                         pack_rows(src, b, b + nb, packed)
@@ -252,7 +266,7 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
                         if mapped:
                             for r in range(b, b + nb):
                                 for i in range(width - tail, width):       # this micro-step's constants
-                                    pre[r, i] = wx[t, r, i] if s == 0 else rb[s, i]
+                                    pre[r, i] = wx[s0 + r, i] if s == 0 else rb[s, i]
                                 _expand(pre[r], pos, groups[g, LOGICAL], 2 * k, gates)
                                 _rhn_update(gates, src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
                             continue
