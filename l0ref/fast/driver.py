@@ -567,6 +567,6 @@ def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto",
     return run(prepare(config, params, sparse=sparse), tokens, state0, schedule, threads)
 
 
-__all__ = ["classify", "length_segments", "CLASSIFY_SEGMENTS", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "KERNELS", "CellKernel", "SPARSE",
+__all__ = ["classify", "length_segments", "CLASSIFY_SEGMENTS", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "run_packed", "KERNELS", "CellKernel", "SPARSE",
            "prepare_sparse_layer", "run_sparse_layer", "run_stack", "live_rows",
            "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]
