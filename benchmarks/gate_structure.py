@@ -346,7 +346,7 @@ def plot(docs, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(11, 4.2))
+    fig, ax = plt.subplots(figsize=(14, 4.4))
     colors = {"i": "#4c72b0", "f": "#dd8452", "g": "#55a868", "o": "#c44e52"}
     x = 0.0
     ticks, labels = [], []
