@@ -188,6 +188,12 @@ def _family_groups(config) -> dict:
     return {name: get_family(name).groups(config) for name in config.gate_families}
 
 
+def sample_shape(group: GateGroup, batch: int) -> tuple:
+    """The shape of one step's samples of a group: (batch,) + its shape if drawn per
+    sequence, its shape if drawn per minibatch."""
+    return ((batch,) if group.drawn == PER_SEQUENCE else ()) + group.shape
+
+
 def draw_uniforms(config, log_alpha: dict, batch: int, rng: np.random.Generator) -> dict:
     """One uniform draw per gate sample: ``{family: [array per group]}``, (batch,) + shape
     for the groups drawn per sequence, the group's shape for those drawn per minibatch.
@@ -195,7 +201,7 @@ def draw_uniforms(config, log_alpha: dict, batch: int, rng: np.random.Generator)
     from .. import hard_concrete as hc
     out = {}
     for name, groups_ in _family_groups(config).items():
-        out[name] = [hc.uniform(rng, ((batch,) if g.drawn == PER_SEQUENCE else ()) + g.shape, la.dtype)
+        out[name] = [hc.uniform(rng, sample_shape(g, batch), la.dtype)
                      for g, la in zip(groups_, log_alpha[name])]
     return out
 
@@ -217,7 +223,7 @@ def fixed_gates(config, log_alpha: dict, batch: int) -> dict:
     out = {}
     for name, groups_ in _family_groups(config).items():
         test = neurons.deterministic_gates(log_alpha[name])
-        out[name] = [np.broadcast_to(z, ((batch,) if g.drawn == PER_SEQUENCE else ()) + g.shape)
+        out[name] = [np.broadcast_to(z, sample_shape(g, batch))
                      for g, z in zip(groups_, test)]
     return out
 
@@ -257,6 +263,6 @@ def check_log_alpha(config, log_alpha) -> None:
             raise ValueError(f"log_alpha.{name} groups have shapes {got}, expected {want}")
 
 
-__all__ = ["PARAMS_KEY", "PER_SEQUENCE", "PER_MINIBATCH", "GateGroup", "GateFamily", "FAMILIES", "get_family", "fixed_gates",
+__all__ = ["PARAMS_KEY", "PER_SEQUENCE", "PER_MINIBATCH", "GateGroup", "GateFamily", "FAMILIES", "get_family", "fixed_gates", "sample_shape",
            "canonical_families", "groups", "init_params", "check_log_alpha", "draw_uniforms", "sample_gates",
            "eval_gates", "log_alpha_grads", "log_alpha_grads_test"]
