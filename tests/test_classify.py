@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -118,11 +119,15 @@ def _random_classifier(cell, families, dtype, seed, sizes=(7, 5)):
     return mc, p, rng
 
 
+#: The cells and layouts of ``fast.classify`` (the documents in the lanes: the LSTM's only).
+CELL_LAYOUTS = [(cell, "rows") for cell in sorted(CELLS)] + [("lstm", "lanes")]
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
 @pytest.mark.parametrize("families", [("neurons",), ("neurons", "preact", "weights", "vocab")],
                          ids=["N", "NGWV"])
-@pytest.mark.parametrize("cell", sorted(CELLS))
-def test_kernel_classifier_equals_the_reference(cell, families, dtype):
+@pytest.mark.parametrize("cell, layout", CELL_LAYOUTS)
+def test_kernel_classifier_equals_the_reference(cell, layout, families, dtype):
     """Masked full model (test-time gates) == compact NumPy == ``fast.classify``, documents of
     lengths 1..T in one batch: float64 to 1e-12, float32 to 1e-5."""
     for seed in range(3):
@@ -133,7 +138,7 @@ def test_kernel_classifier_equals_the_reference(cell, families, dtype):
         tokens = rng.integers(0, 40, (9, B))
         ref = classifier.log_probs(mc, p, tokens, lengths, models.eval_gates(p))
         small = classifier.log_probs(cm.config, cm.params, tokens, lengths)
-        ker = fast.classify(fast.prepare(cm.config, cm.params), tokens, lengths)
+        ker = fast.classify(fast.prepare(cm.config, cm.params), tokens, lengths, layout=layout)
         tol = 1e-12 if dtype == np.float64 else 1e-5
         np.testing.assert_allclose(small, ref, rtol=0, atol=tol)
         np.testing.assert_allclose(ker, ref, rtol=0, atol=tol)
@@ -142,8 +147,9 @@ def test_kernel_classifier_equals_the_reference(cell, families, dtype):
 @pytest.mark.parametrize("sparse", ["never", "always"])
 @pytest.mark.parametrize("cell", sorted(CELLS))
 def test_dense_and_csr_layers_classify_alike(cell, sparse):
-    """The packed dense layers (constant rows included) and the padded CSR ones give the
-    reference's result, whichever the driver is told to take."""
+    """The packed dense layers (constant rows included), the lanes layout of the LSTM's
+    and the padded CSR ones give the reference's result, whichever the driver is told to
+    take."""
     mc, p, rng = _random_classifier(cell, ("neurons", "preact", "weights"), np.float64, 4)
     for a in p["log_alpha"]["preact"]:
         a.reshape(-1)[::3] = -10.0                                   # closed: constant gates
@@ -155,7 +161,75 @@ def test_dense_and_csr_layers_classify_alike(cell, sparse):
     lengths = np.array([3, 8, 1, 8, 5, 2, 7])
     tokens = rng.integers(0, 40, (8, 7))
     ref = classifier.log_probs(mc, p, tokens, lengths, models.eval_gates(p))
-    np.testing.assert_allclose(fast.classify(prepared, tokens, lengths), ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.classify(prepared, tokens, lengths, layout="rows"), ref, rtol=0, atol=1e-12)
+    if cell == "lstm" and sparse == "never":
+        np.testing.assert_allclose(fast.classify(prepared, tokens, lengths, layout="lanes"), ref, rtol=0, atol=1e-12)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(1, 19), e=st.integers(1, 11), batch=st.integers(1, 40),
+       closed=st.floats(0.0, 1.0), dtype=st.sampled_from([np.float32, np.float64]))
+def test_lanes_layout_equals_the_reference_on_drawn_shapes(seed, n, e, batch, closed, dtype):
+    """The LSTM with the documents in the lanes (``fast/lanes.py``) on drawn sizes, batches
+    (several vectors of documents, a partial last one), lengths and constant gates: the
+    reference's result, with one thread and with two (each its own vectors of documents)."""
+    rng = np.random.default_rng(seed)
+    mc = models.ModelConfig("lstm", 30, e, (n,), {}, ("neurons", "preact"), 4)
+    p = models.init_params(mc, rng, dtype)
+    for a in p["log_alpha"]["neurons"]:
+        a[...] = 10.0                                              # every neuron kept
+    for a in p["log_alpha"]["preact"]:
+        a[...] = np.where(rng.random(a.shape) < closed, -10.0, 10.0)   # closed: constant gates
+    cm = compact.compact(mc, p)
+    lengths = rng.integers(1, 12, batch)
+    tokens = rng.integers(0, 30, (int(lengths.max()), batch))
+    ref = classifier.log_probs(mc, p, tokens, lengths, models.eval_gates(p))
+    prepared = fast.prepare(cm.config, cm.params, sparse="never")
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    one = fast.classify(prepared, tokens, lengths, layout="lanes", threads=1)
+    np.testing.assert_allclose(one, ref, rtol=0, atol=tol)
+    if numba.get_num_threads() >= 2:
+        np.testing.assert_array_equal(fast.classify(prepared, tokens, lengths, layout="lanes", threads=2), one)
+
+
+def test_lanes_product_and_blocks():
+    """``lanes.product`` == NumPy's ``M @ X`` (+ bias, or + C) in the lanes asked for, rows
+    not a multiple of 8, an odd number of vectors (the two-vector and one-vector passes);
+    the lanes outside untouched."""
+    from l0ref.fast import lanes, simd
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        L = simd.lanes(dtype)
+        M = rng.normal(size=(13, 5)).astype(dtype)
+        X = rng.normal(size=(5, 5 * L)).astype(dtype)
+        bias = np.zeros(16, dtype)
+        bias[:13] = rng.normal(size=13)
+        P = lanes.pack_blocks(M, dtype)
+        assert P.shape == (2, 5, 8) and np.array_equal(P[1, :, 5:], np.zeros((5, 3)))
+        C = np.full((16, 5 * L), 7.0, dtype)
+        lanes.product(P, X, L, 4 * L, C, True, bias)
+        want = M @ X[:, L:4 * L] + bias[:13, None]
+        tol = 1e-5 if dtype == np.float32 else 1e-13
+        np.testing.assert_allclose(C[:13, L:4 * L], want, rtol=0, atol=tol)
+        assert np.all(C[:, :L] == 7.0) and np.all(C[:, 4 * L:] == 7.0)
+        lanes.product(P, X, L, 4 * L, C, False, bias)
+        np.testing.assert_allclose(C[:13, L:4 * L], 2 * want - bias[:13, None], rtol=0, atol=2 * tol)
+
+
+def test_lanes_layout_is_refused_where_it_cannot_run():
+    """Only dense LSTM layers run in the lanes: a GRU classifier, or CSR layers, get a clear
+    error for ``layout="lanes"`` (and "auto" takes the rows); an unknown layout too."""
+    mc, p, rng = _random_classifier("gru", ("neurons",), np.float64, 0)
+    tokens, lengths = rng.integers(0, 40, (4, 3)), np.array([4, 2, 1])
+    prepared = fast.prepare(*_compact(mc, p))
+    with pytest.raises(ValueError, match="layout 'lanes' runs dense LSTM layers only; this gru classifier"):
+        fast.classify(prepared, tokens, lengths, layout="lanes")
+    mc, p, rng = _random_classifier("lstm", ("neurons", "weights"), np.float64, 0)
+    sparse = fast.prepare(*_compact(mc, p), sparse="always")
+    with pytest.raises(ValueError, match="this lstm classifier has CSR layers"):
+        fast.classify(sparse, tokens, lengths, layout="lanes")
+    with pytest.raises(ValueError, match="layout must be one of"):
+        fast.classify(sparse, tokens, lengths, layout="columns")
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))

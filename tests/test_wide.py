@@ -60,6 +60,19 @@ _CHILD = textwrap.dedent("""
                 got, _ = fast.run(fast.prepare(config, params, parts=parts), tokens, state0)
                 err = float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))
                 out["errors"].append([cell, seed, parts, err])
+    from l0ref import compact
+    from l0ref.models import classifier
+    rng = np.random.default_rng(0)                 # the LSTM classifier with the documents in the lanes
+    mc = model.ModelConfig("lstm", 30, 9, (13, 6), {{}}, ("neurons", "preact"), 3)
+    p = model.init_params(mc, rng, np.float32)
+    for a in p["log_alpha"]["preact"]:
+        a[...] = np.where(rng.random(a.shape) < 0.4, -10.0, 10.0)
+    cm = compact.compact(mc, p)
+    lengths = rng.integers(1, 12, 37)
+    tokens = rng.integers(0, 30, (11, 37))
+    ref = classifier.log_probs(mc, p, tokens, lengths, model.eval_gates(p))
+    got = fast.classify(fast.prepare(cm.config, cm.params), tokens, lengths, layout="lanes")
+    out["errors"].append(["lstm classifier, lanes", 0, 1, float(np.max(np.abs(got - ref)) / np.max(np.abs(ref)))])
     print(json.dumps(out))
 """)
 
@@ -78,7 +91,8 @@ def test_the_other_widths_are_the_ones_this_process_does_not_run():
 @pytest.mark.parametrize("width", OTHER_WIDTHS)
 def test_every_vector_width_equals_the_reference(width):
     """A fresh process per width (the width is fixed at import and in the cache stamp):
-    every cell, two models, one and three unit groups, float32, against the reference."""
+    every cell, two models, one and three unit groups, float32, against the reference;
+    and an LSTM classifier with constant gates in the lanes layout."""
     env = {**os.environ, simd.ENV_VECTOR_BYTES: str(width)}
     tests = os.path.dirname(os.path.abspath(__file__))
     done = subprocess.run([sys.executable, "-c", _CHILD.format(tests=tests)], env=env, capture_output=True,
@@ -89,7 +103,7 @@ def test_every_vector_width_equals_the_reference(width):
     assert f"{width}-byte vectors" in got["describe"]
     for cell, seed, parts, err in got["errors"]:
         assert err <= 1e-5, f"{width}-byte vectors, {cell} seed {seed}, {parts} groups: relative error {err:.3g}"
-    assert len(got["errors"]) == 12
+    assert len(got["errors"]) == 13
 
 
 def test_a_wrong_vector_width_is_refused():

@@ -13,6 +13,8 @@
 - ``softmax.py``: the softmax product and the log-softmax, in one parallel pass or,
   split by columns, with per-block maxima and sums;
 - ``sparse.py``: the CSR kernel of weight-sparse layers (Lobacheva et al.'s weight gates);
+- ``lanes.py``: a classifier's LSTM with the documents in the vector lanes, where a
+  constant gate costs no product row and no sigmoid (Lobacheva et al.'s gate sparsity);
 - ``driver.py``: :func:`prepare` (lay a model out once; constant gates get no column,
   weight-sparse layers go to the CSR kernel), :func:`run`, :func:`log_probs`,
   :func:`classify` (a document classifier: last state per document, dense layer), and the

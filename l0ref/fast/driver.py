@@ -23,6 +23,7 @@ from ..gates import PARAMS_KEY
 from .layout import constant_layout, gate_rows, pack_grouped, pad_grouped, unit_groups
 from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
 from .softmax import output_log_probs
+from . import lanes as lanes_mod
 from . import sparse as sparse_mod
 from .sync import aborted, barrier_safe, new_sync
 from .tile import chunks, matmul_bias, pack_panels, pad_panels, panel_width, split
@@ -275,7 +276,8 @@ def prepare(config, params: dict, parts: int | None = None, sparse: str = "auto"
     """The kernel layout of a compact model ``(config, params)`` (see :func:`log_probs`),
     each layer in ``parts`` unit groups (``layout.py``; default one per numba thread,
     which a column split needs: prepare after ``numba.set_num_threads``); a layer with
-    weight-sparse matrices for the CSR kernel instead (``sparse``, one of :data:`SPARSE`).
+    weight-sparse matrices for the CSR kernel instead (``sparse``, one of :data:`SPARSE`);
+    a classifier's dense LSTM layers also in the layout of ``lanes.py`` (``q["lanes"]``).
 
     Every shape is checked against ``config`` here: the kernels index by flat offsets
     without bounds checks, so a matrix of the wrong size would be read past its end."""
@@ -299,6 +301,8 @@ def prepare(config, params: dict, parts: int | None = None, sparse: str = "auto"
             q = prepare_sparse_layer(config.cell, p, m, dtype, config.cell_options)
         else:
             q = prepare_layer(config.cell, p, m, dtype, config.cell_options, parts)
+            if config.cell == "lstm" and getattr(config, "n_classes", None) is not None:
+                q["lanes"] = lanes_mod.prepare_lstm(p, live_rows(get_cell("lstm"), p), dtype)
         if q["n"] != n:
             raise ValueError(f"layer {l + 1} has {q['n']} units, the config says {n}")
         layers.append(q)
@@ -366,10 +370,7 @@ def run_packed(cell: str, q: dict, x: np.ndarray, starts: np.ndarray, state0=Non
                          f"(rows, {q['W'].shape[1]}) {q['W'].dtype}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-    most = numba.get_num_threads()
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
-                                or not 1 <= threads <= most):
-        raise ValueError(f"threads must be an integer from 1 to {most} (numba's threads), got {threads!r}")
+    _check_threads(threads)
     starts = np.ascontiguousarray(starts, np.int64)
     counts = np.diff(starts)
     if starts.ndim != 1 or starts.shape[0] < 2 or starts[0] != 0 or starts[-1] != x.shape[0] \
@@ -399,6 +400,16 @@ def run_packed(cell: str, q: dict, x: np.ndarray, starts: np.ndarray, state0=Non
         states = backup
         kernel.run(q, wx, states, out, pre, new_sync(), *recurrence_split(B, 1, "rows", threads), starts)
     return out, states
+
+
+def _check_threads(threads) -> int:
+    """``threads`` (None: numba's) checked: an integer from 1 to numba's thread count."""
+    most = numba.get_num_threads()
+    if threads is None:
+        return most
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= most:
+        raise ValueError(f"threads must be an integer from 1 to {most} (numba's threads), got {threads!r}")
+    return int(threads)
 
 
 def _initial_states(state0, names, B, n, dtype) -> list:
@@ -496,44 +507,91 @@ def _first_rows(state, rows: int):
     return tuple(a[:rows] for a in state) if isinstance(state, tuple) else state[:rows]
 
 
-def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", threads: int | None = None) -> np.ndarray:
+#: ``layout=`` of :func:`classify`: the packed dense kernels (rows of documents), the
+#: documents in the vector lanes (``lanes.py``; dense LSTM layers), or "auto".
+LAYOUTS = ("auto", "rows", "lanes")
+
+
+def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", threads: int | None = None,
+             layout: str = "auto") -> np.ndarray:
     """Class log-probabilities (B, C) of a compact document classifier laid out by
     :func:`prepare` (``models.classifier.log_probs`` with gates None).
 
     The documents are sorted by length, longest first, and packed step after step (step
-    t: the documents longer than t; PyTorch's ``pack_padded_sequence``), so that a dense
-    layer is one input product and one recurrence over exactly the tokens there are
-    (:func:`run_packed`); a CSR layer runs padded in :func:`length_segments`, a few calls
-    over a batch that shrinks as documents end.  Then each document's last-layer output
-    at its last token ``lengths[b] - 1``, the dense layer and log-softmax (the softmax
-    kernel, over C columns), in the caller's order."""
+    t: the documents longer than t; PyTorch's ``pack_padded_sequence``).  ``layout``
+    (:data:`LAYOUTS`) says how the recurrent layers run:
+
+    - "lanes": the documents in the vector lanes (``lanes.py``), where a constant gate
+      costs nothing; for dense LSTM layers only, on at most one thread per vector of
+      documents;
+    - "rows": a dense layer is one input product and one recurrence over exactly the
+      tokens there are (:func:`run_packed`, ``schedule`` as there); a CSR layer runs
+      padded in :func:`length_segments`, a few calls over a batch that shrinks as
+      documents end;
+    - "auto": "lanes" where it can run and ``threads`` (default: numba's) are no more
+      than it can use (``lanes.usable``), else "rows".
+
+    Then each document's last-layer output at its last token ``lengths[b] - 1``, the
+    dense layer and log-softmax (the softmax kernel, over C columns), in the caller's
+    order."""
     if prepared.n_classes is None:
         raise ValueError("this is a language model; run it with fast.run, not fast.classify")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
     tokens = _check_tokens(prepared, tokens)
     T, B = tokens.shape
     lengths = np.asarray(lengths)
     if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer) or lengths.min() < 1 \
             or lengths.max() > T:
         raise ValueError(f"lengths must be ({B},) integers in [1, {T}], got {lengths.dtype} {lengths.shape}")
+    threads = _check_threads(threads)
     order = np.argsort(-lengths, kind="stable")
     desc = lengths[order]
     T = int(desc[0])
-    live = np.arange(T)[:, None] < desc[None, :]                 # (T, B): step t of document b exists
-    starts = np.concatenate([[0], np.cumsum(live.sum(axis=1))]).astype(np.int64)
-    x = np.take(prepared.emb, tokens[:T, order][live], axis=0)   # (tokens, e), packed
-    for q in prepared.layers:
-        if q.get("sparse"):
-            x = _sparse_packed(prepared.cell, q, x, live, desc)
-        else:
-            x, _ = run_packed(prepared.cell, q, x, starts, None, schedule, threads)
-    h = np.ascontiguousarray(x[starts[desc - 1] + np.arange(B)])  # (B, n_L), sorted order
+    can = all("lanes" in q for q in prepared.layers)
+    if layout == "lanes" and not can:
+        raise ValueError(f"layout 'lanes' runs dense LSTM layers only; this {prepared.cell} classifier has "
+                         f"{'CSR layers' if prepared.cell == 'lstm' else 'none'}")
+    if layout == "lanes" or (layout == "auto" and can and lanes_mod.usable(B, prepared.emb.dtype, threads)):
+        h = _lanes_last_outputs(prepared, tokens[:T, order], desc, threads)
+    else:
+        h = _rows_last_outputs(prepared, tokens[:T, order], desc, schedule, threads)
     C = prepared.n_classes
-    logp = np.empty((B, C), x.dtype)
+    logp = np.empty((B, C), h.dtype)
     output_log_probs(h, prepared.out_W, prepared.out_b, logp,
                      *split(B, prepared.out_W.shape[0], prepared.out_W.shape[-1]))
     result = np.empty_like(logp)
     result[order] = logp
     return result
+
+
+def _rows_last_outputs(prepared: Prepared, tokens, desc, schedule, threads) -> np.ndarray:
+    """The last layer's output (B, n) of each document at its last step, documents sorted
+    longest first (tokens (T, B) in that order): the "rows" layout of :func:`classify`."""
+    T, B = tokens.shape
+    live = np.arange(T)[:, None] < desc[None, :]                 # (T, B): step t of document b exists
+    starts = np.concatenate([[0], np.cumsum(live.sum(axis=1))]).astype(np.int64)
+    x = np.take(prepared.emb, tokens[live], axis=0)              # (tokens, e), packed
+    for q in prepared.layers:
+        if q.get("sparse"):
+            x = _sparse_packed(prepared.cell, q, x, live, desc)
+        else:
+            x, _ = run_packed(prepared.cell, q, x, starts, None, schedule, threads)
+    return np.ascontiguousarray(x[starts[desc - 1] + np.arange(B)])
+
+
+def _lanes_last_outputs(prepared: Prepared, tokens, desc, threads) -> np.ndarray:
+    """As :func:`_rows_last_outputs`, in the "lanes" layout (``lanes.py``)."""
+    T, B = tokens.shape
+    dtype = prepared.emb.dtype
+    counts = (np.arange(T)[:, None] < desc[None, :]).sum(axis=1).astype(np.int64)
+    xT = np.zeros((T, prepared.emb.shape[1], sparse_mod.padded_batch(B, dtype)), dtype)
+    lanes_mod.gather_input(prepared.emb, np.ascontiguousarray(tokens), counts, xT)
+    for q in prepared.layers:
+        xT = lanes_mod.run_lstm(q["lanes"], xT, counts, threads)
+    h = np.empty((B, xT.shape[1]), dtype)
+    lanes_mod.last_outputs(xT, np.ascontiguousarray(desc, np.int64), h)
+    return h
 
 
 def _sparse_packed(cell: str, q: dict, x: np.ndarray, live: np.ndarray, desc: np.ndarray) -> np.ndarray:
@@ -567,6 +625,6 @@ def log_probs(config, params: dict, tokens, state0=None, schedule: str = "auto",
     return run(prepare(config, params, sparse=sparse), tokens, state0, schedule, threads)
 
 
-__all__ = ["classify", "length_segments", "CLASSIFY_SEGMENTS", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "run_packed", "KERNELS", "CellKernel", "SPARSE",
+__all__ = ["classify", "LAYOUTS", "length_segments", "CLASSIFY_SEGMENTS", "log_probs", "prepare", "run", "Prepared", "prepare_layer", "run_layer", "run_packed", "KERNELS", "CellKernel", "SPARSE",
            "prepare_sparse_layer", "run_sparse_layer", "run_stack", "live_rows",
            "recurrence_split", "SCHEDULES", "ROWS_PER_THREAD"]
