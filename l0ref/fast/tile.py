@@ -26,6 +26,7 @@ one time step.
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import namedtuple
 
@@ -337,8 +338,13 @@ def split(rows: int, panels: int, nr: int) -> tuple[np.ndarray, np.ndarray]:
     block of the right one, ``rows / rp + columns / cp`` per inner index; for ``rp cp =
     threads`` that is least where ``rp / cp = rows / columns``.  So the softmax product
     (300 rows, 10,000 columns) is split by columns alone, the input projection of a
-    compact layer (300 x 1,184) into 2 x 8 on 16 threads, and a tall product by rows."""
-    threads = numba.get_num_threads()
+    compact layer (300 x 1,184) into 2 x 8 on 16 threads, and a tall product by rows.
+    Cached: the same arrays for the same arguments and thread count (no caller writes them)."""
+    return _split(int(rows), int(panels), int(nr), numba.get_num_threads())
+
+
+@functools.lru_cache(maxsize=256)
+def _split(rows: int, panels: int, nr: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
     cols = panels * nr
     rp = int(round(math.sqrt(threads * rows / max(cols, 1))))
     rp = max(1, min(threads, rp, -(-rows // MAX_ROWS)))
