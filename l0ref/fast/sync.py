@@ -108,12 +108,18 @@ def aborted(sync: np.ndarray) -> bool:
 
 
 def barrier_safe() -> bool:
-    """Whether numba's threading layer runs a ``prange``'s iterations one per thread, at once."""
-    try:
-        return numba.threading_layer() in CONCURRENT_LAYERS
-    except ValueError:                       # not chosen yet: choose it by running something parallel
-        _touch(np.zeros(1))
-        return numba.threading_layer() in CONCURRENT_LAYERS
+    """Whether numba's threading layer runs a ``prange``'s iterations one per thread, at once
+    (asked once: a process keeps the layer it chose first)."""
+    if not _LAYER:
+        try:
+            _LAYER.append(numba.threading_layer())
+        except ValueError:                   # not chosen yet: choose it by running something parallel
+            _touch(np.zeros(1))
+            _LAYER.append(numba.threading_layer())
+    return _LAYER[0] in CONCURRENT_LAYERS
+
+
+_LAYER: list = []                            #: numba's threading layer, once known
 
 
 @njit(parallel=True)

@@ -329,7 +329,7 @@ def even(count: int, parts: int) -> np.ndarray:
     return np.array([i * count // parts for i in range(parts + 1)], np.int64)
 
 
-def split(rows: int, panels: int, nr: int) -> tuple[np.ndarray, np.ndarray]:
+def split(rows: int, panels: int, nr: int, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """How the threads share a product of ``rows`` rows and ``panels`` panels of ``nr``
     columns: ``(row_starts, panel_starts)`` for :func:`matmul_bias`, a grid of
     ``rp x cp`` blocks, one per thread.
@@ -339,8 +339,9 @@ def split(rows: int, panels: int, nr: int) -> tuple[np.ndarray, np.ndarray]:
     threads`` that is least where ``rp / cp = rows / columns``.  So the softmax product
     (300 rows, 10,000 columns) is split by columns alone, the input projection of a
     compact layer (300 x 1,184) into 2 x 8 on 16 threads, and a tall product by rows.
-    Cached: the same arrays for the same arguments and thread count (no caller writes them)."""
-    return _split(int(rows), int(panels), int(nr), numba.get_num_threads())
+    ``threads``: default numba's.  Cached: the same arrays for the same arguments and
+    thread count (no caller writes them)."""
+    return _split(int(rows), int(panels), int(nr), numba.get_num_threads() if threads is None else int(threads))
 
 
 @functools.lru_cache(maxsize=256)
