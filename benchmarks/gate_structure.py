@@ -26,8 +26,8 @@ with the parameters of its epoch of best validation accuracy (perplexity), the s
 for every run (the unpruned baseline overfits within a few epochs; test data choose nothing).  A task is resumable: a run whose ``summary.json``
 exists is skipped, one with a checkpoint but no summary is resumed.  At the end the
 compact models of all runs of the task, and the full-size one, are timed interleaved in
-one process on one batch (one numba thread, ``fast.classify``'s default layout, the
-documents in the vector lanes, and its rows layout for comparison; PyTorch's ``nn.LSTM`` with
+one process on one batch (one numba thread; ``fast.classify``'s default layout, and each
+of its two layouts, rows and lanes, apart for comparison; PyTorch's ``nn.LSTM`` with
 ``pack_padded_sequence`` at the full and at each compact size where torch imports), so
 the speed ratios come from one run.
 
@@ -168,9 +168,11 @@ def time_all(task: dict, out: Path, configs, lm_corpus, budget: float = 20.0) ->
         prepared = fast.prepare(cm.config, cm.params)
         if lengths is None:
             fns[c] = (lambda p=prepared: fast.run(p, tokens))
-        else:                  # the default layout (the lanes, here), and the rows layout for comparison
+        else:                  # the default layout, and each layout for comparison
             fns[c] = (lambda p=prepared: fast.classify(p, tokens, lengths))
-            fns[f"{c} rows"] = (lambda p=prepared: fast.classify(p, tokens, lengths, layout="rows"))
+            for layout in ("rows", "lanes"):
+                if layout == "rows" or all("lanes" in q for q in prepared.layers):
+                    fns[f"{c} {layout}"] = (lambda p=prepared, lay=layout: fast.classify(p, tokens, lengths, layout=lay))
     torch_fns = torch_models(models_, tokens, lengths)
     for fn in [*fns.values(), *torch_fns.values()]:
         fn()
@@ -238,7 +240,8 @@ def row(name: str, config: str, s: dict, cm, times: dict) -> dict:
             "vocab_size": cm.config.vocab_size, "recurrent_weights": full, "kept_weights": kept,
             "removed": 1 - kept / full, "compression": full / kept if kept else None,
             "constant": constant_fractions(cm), "ms": times.get(config), "full_ms": times.get("full"),
-            "rows_ms": times.get(f"{config} rows"), "full_rows_ms": times.get("full rows"),
+            "rows_ms": times.get(f"{config} rows"), "lanes_ms": times.get(f"{config} lanes"),
+            "full_rows_ms": times.get("full rows"), "full_lanes_ms": times.get("full lanes"),
             "torch_ms": times.get("torch full" if config == "base" else f"torch {config}"),
             "torch_full_ms": times.get("torch full")}
 

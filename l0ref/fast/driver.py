@@ -577,8 +577,10 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
       tokens there are (:func:`run_packed`, ``schedule`` as there); a CSR layer runs
       padded in :func:`length_segments`, a few calls over a batch that shrinks as
       documents end;
-    - "auto": "lanes" where it can run and ``threads`` (default: numba's) are no more
-      than it can use (``lanes.usable``), else "rows".
+    - "auto": "lanes" where it can run, some layer has constant gates (where it saves
+      work: without them the rows layout was as fast or faster, e.g. the full-size rt
+      classifier 2.6-3.2 against 3.0-3.5 ms) and ``threads`` (default: numba's) are no
+      more than it can use (``lanes.usable``); else "rows".
 
     Then each document's last-layer output at its last token ``lengths[b] - 1``, the
     dense layer and log-softmax (the softmax kernel, over C columns), in the caller's
@@ -601,7 +603,8 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
     if layout == "lanes" and not can:
         raise ValueError(f"layout 'lanes' runs dense LSTM layers only; this {prepared.cell} classifier has "
                          f"{'CSR layers' if prepared.cell == 'lstm' else 'none'}")
-    if layout == "lanes" or (layout == "auto" and can and lanes_mod.usable(B, prepared.emb.dtype, threads)):
+    constant = any(q["constant_rows"] for q in prepared.layers)
+    if layout == "lanes" or (layout == "auto" and can and constant and lanes_mod.usable(B, prepared.emb.dtype, threads)):
         h = _lanes_last_outputs(prepared, tokens[:T, order], desc, threads)
     else:
         h = _rows_last_outputs(prepared, tokens[:T, order], desc, schedule, threads)
