@@ -163,16 +163,19 @@ def time_all(task: dict, out: Path, configs, lm_corpus, budget: float = 20.0) ->
     full = compact_mod.compact(full_cfg, st.params, [np.ones(n, st.params["emb"].dtype) for n in full_cfg.group_sizes])
     models_ = {"full": full, **models_}
     numba.set_num_threads(1)
-    fns = {}
+    fns, layouts = {}, {}
     for c, cm in models_.items():
         prepared = fast.prepare(cm.config, cm.params)
         if lengths is None:
             fns[c] = (lambda p=prepared: fast.run(p, tokens))
-        else:                  # the default layout, and each layout for comparison
-            fns[c] = (lambda p=prepared: fast.classify(p, tokens, lengths))
-            for layout in ("rows", "lanes"):
-                if layout == "rows" or all("lanes" in q for q in prepared.layers):
-                    fns[f"{c} {layout}"] = (lambda p=prepared, lay=layout: fast.classify(p, tokens, lengths, layout=lay))
+            continue
+        fns[c] = (lambda p=prepared: fast.classify(p, tokens, lengths))        # the default layout
+        for layout in ("rows", "lanes"):                                      # and each apart, for comparison
+            if layout == "rows" or all("lanes" in q for q in prepared.layers):
+                layouts[f"{c} {layout}"] = (lambda p=prepared, lay=layout: fast.classify(p, tokens, lengths, layout=lay))
+    # every call follows another model's, so that each finds the caches as the others do
+    # (a model timed right after itself runs warm: up to 1.3x faster on this machine)
+    fns.update(sorted(layouts.items(), key=lambda kv: kv[0].rsplit(" ", 1)[1]))
     torch_fns = torch_models(models_, tokens, lengths)
     for fn in [*fns.values(), *torch_fns.values()]:
         fn()

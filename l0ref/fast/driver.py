@@ -578,9 +578,10 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
       padded in :func:`length_segments`, a few calls over a batch that shrinks as
       documents end;
     - "auto": "lanes" where it can run, some layer has constant gates (where it saves
-      work: without them the rows layout was as fast or faster, e.g. the full-size rt
-      classifier 2.6-3.2 against 3.0-3.5 ms) and ``threads`` (default: numba's) are no
-      more than it can use (``lanes.usable``); else "rows".
+      work; without them neither layout wins throughout: on rt the full-size model took
+      2.9-3.2 ms in rows against 3.1-3.3 in lanes, the N models 2-7% less in lanes) and
+      ``threads`` (default: numba's) are no more than it can use (``lanes.usable``);
+      else "rows".
 
     Then each document's last-layer output at its last token ``lengths[b] - 1``, the
     dense layer and log-softmax (the softmax kernel, over C columns), in the caller's
