@@ -216,6 +216,36 @@ def test_lanes_product_and_blocks():
         np.testing.assert_allclose(C[:13, L:4 * L], 2 * want - bias[:13, None], rtol=0, atol=2 * tol)
 
 
+def test_auto_takes_the_lanes_for_constant_gates_and_little_padding(monkeypatch):
+    """"auto": the lanes for dense LSTM layers with constant gates whose steps waste few
+    lanes (``documents.LANES_WASTE``), the rows without constant gates or with one long
+    document among short ones; one thread (the lanes' vectors are all it needs)."""
+    from l0ref.fast import documents, simd
+    taken = []
+    for name in ("_lanes_last_outputs", "_rows_last_outputs"):
+        real = getattr(documents, name)
+        monkeypatch.setattr(documents, name, lambda *a, _real=real, _name=name: taken.append(_name) or _real(*a))
+    mc, p, rng = _random_classifier("lstm", ("neurons", "preact"), np.float64, 4)
+    for a in p["log_alpha"]["preact"]:
+        a.reshape(-1)[::3] = -10.0                                   # closed: constant gates
+    L = simd.lanes(np.float64)
+    even = np.full(L, 5)                                             # one whole vector at every step: waste 1
+    skewed = np.concatenate([[40], np.full(L - 1, 2)])               # 38 steps of one document in a vector
+    assert documents._lanes_waste(even, np.float64) == 1.0
+    assert documents._lanes_waste(skewed, np.float64) > documents.LANES_WASTE
+    plain_mc, plain_p, _ = _random_classifier("lstm", ("neurons",), np.float64, 4)
+    for (config, params), lengths, want in [((mc, p), even, "_lanes_last_outputs"),
+                                            ((mc, p), skewed, "_rows_last_outputs"),
+                                            ((plain_mc, plain_p), even, "_rows_last_outputs")]:
+        prepared = fast.prepare(*_compact(config, params), sparse="never")
+        tokens = rng.integers(0, 40, (int(lengths.max()), len(lengths)))
+        taken.clear()
+        got = fast.classify(prepared, tokens, lengths, threads=1)
+        assert taken == [want]
+        ref = classifier.log_probs(config, params, tokens, lengths, models.eval_gates(params))
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
 def test_lanes_layout_is_refused_where_it_cannot_run():
     """Only dense LSTM layers run in the lanes: a GRU classifier, or CSR layers, get a clear
     error for ``layout="lanes"`` (and "auto" takes the rows); an unknown layout too."""
@@ -261,7 +291,7 @@ def test_length_segments_cover_every_step_of_every_document(lengths, segments):
     """Each document's steps are computed exactly once, in order, by at most ``segments``
     row counts that never grow."""
     desc = np.sort(np.array(lengths))[::-1]
-    span = fast.driver.length_segments(desc, segments)
+    span = fast.documents.length_segments(desc, segments)
     assert len(span) <= segments and span[0][0] == 0 and span[-1][1] == desc[0]
     assert all(a[1] == b[0] and a[2] > b[2] for a, b in zip(span, span[1:]))
     for i, n in enumerate(desc):

@@ -16,9 +16,10 @@
 - ``lanes.py``: a classifier's LSTM with the documents in the vector lanes, where a
   constant gate costs no product row and no sigmoid (Lobacheva et al.'s gate sparsity);
 - ``driver.py``: :func:`prepare` (lay a model out once; constant gates get no column,
-  weight-sparse layers go to the CSR kernel), :func:`run`, :func:`log_probs`,
-  :func:`classify` (a document classifier: last state per document, dense layer), and the
+  weight-sparse layers go to the CSR kernel), :func:`run`, :func:`log_probs`, and the
   table of cells that have a kernel;
+- ``documents.py``: :func:`classify` (a document classifier: documents packed by length,
+  in the rows or the lanes layout, last state per document, dense layer);
 - ``_jit.py``: the compile flags and a disk cache keyed on every file of this folder.
 
 The NumPy code (``models/``, ``cells/``) is the reference; this package computes the
@@ -34,6 +35,7 @@ that called numpy's OpenBLAS: the first layer of the compact Table 1 LSTM took 3
 with OpenBLAS's threads sent to sleep at once, 8.0 ms with its default spin).  The tile
 matches OpenBLAS on these shapes (``docs/speed.md``).
 """
-from .driver import KERNELS, SPARSE, Prepared, classify, log_probs, prepare, prepare_layer, run, run_layer, run_stack
+from .driver import KERNELS, SPARSE, Prepared, log_probs, prepare, prepare_layer, run, run_layer, run_stack
+from .documents import classify
 
 __all__ = ["KERNELS", "SPARSE", "Prepared", "classify", "log_probs", "prepare", "prepare_layer", "run", "run_layer", "run_stack"]

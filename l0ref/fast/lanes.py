@@ -28,7 +28,7 @@ their values are never read (a document's result is its output at its own last s
 
 **Threads**: each takes whole vectors of documents and runs the whole time loop on them
 (the documents are independent: no barrier); at most one thread per vector, so a batch
-of 32 float32 documents on AVX-512 keeps two threads busy.  ``driver.classify`` takes
+of 32 float32 documents on AVX-512 keeps two threads busy.  ``documents.classify`` takes
 this kernel where that is all the threads there are (:func:`usable`).
 
 Written out index by index and sliced row by row: numba wraps a negative index around,
