@@ -231,8 +231,8 @@ def test_auto_takes_the_lanes_for_constant_gates_and_little_padding(monkeypatch)
     L = simd.lanes(np.float64)
     even = np.full(L, 5)                                             # one whole vector at every step: waste 1
     skewed = np.concatenate([[40], np.full(L - 1, 2)])               # 38 steps of one document in a vector
-    assert documents._lanes_waste(even, np.float64) == 1.0
-    assert documents._lanes_waste(skewed, np.float64) > documents.LANES_WASTE
+    assert documents._lanes_waste(documents._step_counts(even), np.float64) == 1.0
+    assert documents._lanes_waste(documents._step_counts(skewed), np.float64) > documents.LANES_WASTE
     plain_mc, plain_p, _ = _random_classifier("lstm", ("neurons",), np.float64, 4)
     for (config, params), lengths, want in [((mc, p), even, "_lanes_last_outputs"),
                                             ((mc, p), skewed, "_rows_last_outputs"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import lanes as lanes_mod
+from . import simd
 from . import sparse as sparse_mod
 from .driver import Prepared, _check_threads, _check_tokens, run_packed, run_sparse_layer
 from .softmax import output_log_probs
@@ -55,11 +56,14 @@ LAYOUTS = ("auto", "rows", "lanes")
 LANES_WASTE = 1.5
 
 
-def _lanes_waste(desc: np.ndarray, dtype) -> float:
-    """Lanes that the steps of documents of lengths ``desc`` (longest first) fill, whole
-    SIMD vectors each, over the tokens."""
-    lanes = sparse_mod.padded_batch(1, dtype)
-    counts = (np.arange(int(desc[0]))[:, None] < desc[None, :]).sum(axis=1)
+def _step_counts(desc: np.ndarray) -> np.ndarray:
+    """Documents at each step (T,) int64, for lengths ``desc`` sorted longest first."""
+    return (np.arange(int(desc[0]))[:, None] < desc[None, :]).sum(axis=1).astype(np.int64)
+
+
+def _lanes_waste(counts: np.ndarray, dtype) -> float:
+    """Lanes that steps of ``counts`` documents fill, whole SIMD vectors each, over the tokens."""
+    lanes = simd.lanes(dtype)
     return float((-(-counts // lanes) * lanes).sum() / counts.sum())
 
 
@@ -108,9 +112,10 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
         raise ValueError(f"layout 'lanes' runs dense LSTM layers only; this {prepared.cell} classifier has "
                          f"{'CSR layers' if prepared.cell == 'lstm' else 'none'}")
     dtype = prepared.emb.dtype
+    counts = _step_counts(desc)
     if layout == "lanes" or (layout == "auto" and can and any(q["constant_rows"] for q in prepared.layers)
-                             and lanes_mod.usable(B, dtype, threads) and _lanes_waste(desc, dtype) <= LANES_WASTE):
-        h = _lanes_last_outputs(prepared, tokens[:T, order], desc, threads)
+                             and lanes_mod.usable(B, dtype, threads) and _lanes_waste(counts, dtype) <= LANES_WASTE):
+        h = _lanes_last_outputs(prepared, tokens[:T, order], desc, counts, threads)
     else:
         h = _rows_last_outputs(prepared, tokens[:T, order], desc, schedule, threads)
     C = prepared.n_classes
@@ -137,11 +142,11 @@ def _rows_last_outputs(prepared: Prepared, tokens, desc, schedule, threads) -> n
     return np.ascontiguousarray(x[starts[desc - 1] + np.arange(B)])
 
 
-def _lanes_last_outputs(prepared: Prepared, tokens, desc, threads) -> np.ndarray:
-    """As :func:`_rows_last_outputs`, in the "lanes" layout (``lanes.py``)."""
+def _lanes_last_outputs(prepared: Prepared, tokens, desc, counts, threads) -> np.ndarray:
+    """As :func:`_rows_last_outputs`, in the "lanes" layout (``lanes.py``); ``counts``:
+    :func:`_step_counts` of ``desc``."""
     T, B = tokens.shape
     dtype = prepared.emb.dtype
-    counts = (np.arange(T)[:, None] < desc[None, :]).sum(axis=1).astype(np.int64)
     xT = np.zeros((T, prepared.emb.shape[1], sparse_mod.padded_batch(B, dtype)), dtype)
     lanes_mod.gather_input(prepared.emb, np.ascontiguousarray(tokens), counts, xT)
     for q in prepared.layers:
