@@ -1,8 +1,11 @@
-"""What one numba fork-join costs, per threading layer and thread count.
+"""What one numba fork-join costs, per threading layer and thread count, and what one
+barrier of ``fast/sync.py`` costs.
 
 The column-split recurrences (``fast/recurrences.py``) synchronize their threads once
-per time step (RHN: once per micro-step) by ending a ``prange``; this measures that
-cost: a ``prange`` over one tiny task per thread, repeated, median of rounds.
+per time step (RHN: once per micro-step).  Ending a ``prange`` would do; this measures
+that cost (a ``prange`` over one tiny task per thread, repeated, median of rounds) and
+that of the barrier the recurrences wait on instead (``sync.wait``: one ``prange`` whose
+threads meet at 3,000 barriers with no work between them).
 
     python benchmarks/fork_join.py [--threads 1 2 4 8 16] [--layer omp]
 """
@@ -10,10 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from l0ref.fast import sync  # noqa: E402
 
 
 @numba.njit(parallel=True)
@@ -36,6 +44,28 @@ def fork_join_us(threads: int, reps: int = 2000, rounds: int = 7) -> float:
     return float(np.median(times))
 
 
+@numba.njit(parallel=True)
+def _barriers(s, parties, reps):
+    for p in numba.prange(parties):
+        for t in range(reps):
+            sync.wait(s, t + 1, parties, p)
+
+
+def barrier_us(threads: int, reps: int = 3000, rounds: int = 7) -> float:
+    """Median microseconds of one barrier of ``threads`` threads (``sync.wait``)."""
+    numba.set_num_threads(threads)
+    _barriers(sync.new_sync(threads), threads, 10)
+    times = []
+    for _ in range(rounds):
+        s = sync.new_sync(threads)
+        t = time.perf_counter()
+        _barriers(s, threads, reps)
+        times.append((time.perf_counter() - t) / reps * 1e6)
+        if sync.aborted(s):
+            raise SystemExit(f"a barrier of {threads} threads timed out: the threading layer does not run them together")
+    return float(np.median(times))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, nargs="+", default=None)
@@ -50,7 +80,10 @@ def main(argv=None):
     layer = numba.threading_layer()
     for r in rows:
         r["layer"] = layer
-        print(f"{layer:9s} {r['threads']:3d} threads: {r['fork_join_us']:7.2f} us per fork-join")
+        if sync.barrier_safe():
+            r["barrier_us"] = barrier_us(r["threads"])
+        print(f"{layer:9s} {r['threads']:3d} threads: {r['fork_join_us']:7.2f} us per fork-join"
+              + (f", {r['barrier_us']:6.2f} us per barrier" if "barrier_us" in r else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

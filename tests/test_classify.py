@@ -262,18 +262,20 @@ def test_lanes_layout_is_refused_where_it_cannot_run():
         fast.classify(sparse, tokens, lengths, layout="columns")
 
 
+@pytest.mark.parametrize("schedule", ["rows", "columns"])
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_a_packed_layer_is_each_sequence_run_alone(cell):
+def test_a_packed_layer_is_each_sequence_run_alone(cell, schedule):
     """``run_packed`` over steps whose row counts shrink == ``run_layer`` on each sequence
-    alone (the rows of a step are the first sequences; the ended ones keep their state)."""
+    alone (the rows of a step are the first sequences; the ended ones keep their state),
+    split by rows or by columns (where the threads share the interleaved state)."""
     mc, p, rng = _random_classifier(cell, ("neurons", "preact"), np.float64, 5)
     cm = compact.compact(mc, p)
-    q = fast.prepare(cm.config, cm.params, sparse="never").layers[0]
+    q = fast.prepare(cm.config, cm.params, sparse="never", parts=3).layers[0]
     lengths = np.array([6, 6, 4, 1])
     x = rng.normal(size=(6, 4, cm.config.emb_size))
     live = np.arange(6)[:, None] < lengths[None, :]
     starts = np.concatenate([[0], np.cumsum(live.sum(axis=1))])
-    out, states = fast.driver.run_packed(cell, q, x[live], starts)
+    out, states = fast.driver.run_packed(cell, q, x[live], starts, schedule=schedule)
     for b, n in enumerate(lengths):
         alone, final = fast.driver.run_layer(cell, q, x[:n, b:b + 1])
         np.testing.assert_allclose(out[starts[:n] + b], alone[:, 0], rtol=0, atol=1e-13)

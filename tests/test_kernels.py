@@ -387,8 +387,9 @@ def test_a_barrier_that_times_out_falls_back_to_rows(monkeypatch):
     prepared = fast.prepare(config, params, parts=2)
     made = []
 
-    def sync():
-        made.append(np.array([0, 1 if len(made) % 2 == 0 else 0], np.int64))  # the first of each layer aborts
+    def sync(parties):
+        made.append(fast.sync.new_sync(parties))
+        made[-1][fast.sync.ABORT] = 1 if len(made) % 2 == 1 else 0     # the first of each layer aborts
         return made[-1]
 
     monkeypatch.setattr(fast.driver, "new_sync", sync)

@@ -169,7 +169,7 @@ def _steps(sync_, parties, steps, seen):
     for p in numba.prange(parties):
         for t in range(steps):
             seen[p, t, p] = t + 1
-            if not sync.wait(sync_, t + 1, parties):
+            if not sync.wait(sync_, t + 1, parties, p):
                 break
             for o in range(parties):
                 if seen[o, t, o] != t + 1:
@@ -180,23 +180,38 @@ def test_the_barrier_holds_every_thread_at_each_step():
     parties = numba.get_num_threads()
     steps = 200
     seen = np.zeros((parties, steps, parties + 1), np.int64)
-    s = sync.new_sync()
+    s = sync.new_sync(parties)
     _steps(s, parties, steps, seen)
     assert not sync.aborted(s)
     assert (seen[:, :, parties] == 0).all(), "a thread passed a barrier before another had arrived"
-    assert s[sync.COUNTER] == steps * parties
+    used = [sync.slot(p, k, parties) for p in range(parties) for k in range(sync.rounds(parties))]
+    assert (s[used] == steps).all(), "each signal slot gets one add a barrier"
+
+
+@pytest.mark.parametrize("parties", [2, 3, 5, 8, 13, 16])
+def test_dissemination_rounds_reach_every_party(parties):
+    """After the rounds, each party has heard from every other, directly or through
+    others: party p hears from p - 2^k in round k, and what they heard before."""
+    heard = [{p} for p in range(parties)]
+    for k in range(sync.rounds(parties)):
+        heard = [heard[p] | heard[(p - 2 ** k) % parties] for p in range(parties)]
+    assert all(h == set(range(parties)) for h in heard)
+    assert sync.rounds(parties) == int(np.ceil(np.log2(parties)))
+    slots = {sync.slot(p, k, parties) for p in range(parties) for k in range(sync.rounds(parties))}
+    assert len(slots) == parties * sync.rounds(parties) and max(slots) < sync.size(parties)
+    assert all(a % sync.LINE == 0 for a in slots) and sync.ABORT not in slots   # a cache line each
 
 
 def test_a_barrier_nobody_else_reaches_gives_up():
-    s = sync.new_sync()
-    assert not sync.wait(s, 1, 2, 1000)                     # one of two parties: waits 1000 spins, gives up
+    s = sync.new_sync(2)
+    assert not sync.wait(s, 1, 2, 0, 1000)                  # one of two parties: waits 1000 spins, gives up
     assert sync.aborted(s)
-    assert not sync.wait(s, 2, 1, 1000)                     # once aborted, every wait returns at once
+    assert not sync.wait(s, 2, 1, 0, 1000)                  # once aborted, every wait returns at once
 
 
 def test_one_party_never_waits():
-    s = sync.new_sync()
-    assert all(sync.wait(s, t, 1, 0) for t in range(1, 5))
+    s = sync.new_sync(1)
+    assert all(sync.wait(s, t, 1, 0, 0) for t in range(1, 5))
     assert not sync.aborted(s)
 
 

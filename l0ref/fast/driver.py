@@ -423,11 +423,12 @@ def _run_packed(cell: str, q: dict, x: np.ndarray, starts: np.ndarray, B: int, s
     kernel = _kernel(cell)
     states = _initial_states(state0, kernel.state, B, n, dtype)
     rows, cols = recurrence_split(B, q["groups"].shape[0], schedule, threads)
-    sync = new_sync()
+    sync = new_sync((rows.shape[0] - 1) * cols)
     kernel.run(q, wx, states, out, pre, sync, rows, cols, starts)
     if aborted(sync):                                            # a barrier timed out: again, by rows
         states = _initial_states(state0, kernel.state, B, n, dtype)
-        kernel.run(q, wx, states, out, pre, new_sync(), *recurrence_split(B, 1, "rows", threads), starts)
+        rows, cols = recurrence_split(B, 1, "rows", threads)
+        kernel.run(q, wx, states, out, pre, new_sync(rows.shape[0] - 1), rows, cols, starts)
     return out, states
 
 

@@ -19,8 +19,11 @@ a thread holds every gate of its units and updates their state itself.
 - **By columns** (one row chunk, ``cols`` threads): every thread takes all the rows and
   its part of the columns, whose part of the recurrent matrix stays in its core's
   cache over all steps.  A step needs the whole previous state, so the threads meet at
-  a barrier (``sync.wait``: a microsecond, where a fork-join costs 9 us on 16 cores)
-  after every step (RHN: every micro-step).
+  a barrier (``sync.wait``: 1.3 us on 16 cores, where a fork-join costs 6-12 us) after
+  every step (RHN: every micro-step).  The previous state is read by every thread, so
+  it is kept twice: in ``out`` (rows) and, for the products, already interleaved as
+  ``tile.pack_rows`` lays it out (:func:`_shared_states`): each thread writes its units
+  there as it updates them, and no thread packs the whole state at every step.
 
 **Constant rows** (``layout.constant_layout``): where some gate rows have no weights
 (constant gates), the columns hold only the live rows and the products compute only
@@ -47,7 +50,7 @@ import numpy as np
 
 from ._jit import njit
 from .layout import FIRST_COLUMN, FIRST_UNIT, LOGICAL, PANELS, UNITS
-from .sync import ABORT, atomic_load, wait
+from .sync import ABORT, atomic_load, size, wait
 from .tile import MAX_ROWS, NO_OFFSET, Strided, pack_rows, recurrent_product
 from .vmath import sigmoid, tanh
 
@@ -109,10 +112,52 @@ def _my_part(party, rows, cols, groups):
 
 
 @njit()
-def _meet(sync, epoch, parties, cols):
+def _meet(sync, epoch, parties, party, cols):
     """The barrier after a step, where the threads split the columns (``cols`` > 1):
     split by rows only, a thread reads only states it wrote itself."""
-    return cols == 1 or wait(sync, epoch, parties)
+    return cols == 1 or wait(sync, epoch, parties, party)
+
+
+@njit()
+def _check_sync(sync, parties, cols):
+    """A column split needs a barrier of its parties (``sync.new_sync(parties)``): the
+    waits index its slots without bounds checks."""
+    if cols > 1 and sync.shape[0] < size(parties):
+        raise ValueError("the barrier array is too small for the parties of this split")
+
+
+@njit()
+def _shared_states(h, shared):
+    """The previous state for the products of a column split (``shared``): two buffers
+    (2, whole blocks x ``MAX_ROWS`` x n) in :func:`tile.pack_rows`'s interleaved layout,
+    the first holding h.  A step's product reads one, its updates write their units of
+    the new state into the other (:func:`_publish`), and the next step swaps them: so
+    no thread packs the whole state anew at every step, from the caches of the cores
+    that wrote it (``docs/wide.md``, version 6).  Empty when not shared."""
+    B, n = h.shape
+    states = np.zeros((2, -(-B // MAX_ROWS) * MAX_ROWS * n if shared else 0), h.dtype)
+    if shared:
+        pack_rows(h, 0, B, states[0])
+    return states
+
+
+@njit()
+def _product_input(prev, b, nb, shared, packed, epoch):
+    """The rows b <= r < b + nb of the previous state, interleaved for the product in
+    ``packed[epoch % 2]``: already there when ``shared`` (:func:`_shared_states`),
+    packed from ``prev`` otherwise (the thread's own rows, by rows)."""
+    if not shared:
+        pack_rows(prev, b, b + nb, packed[epoch % 2])
+
+
+@njit()
+def _publish(states, row, r, u0, k):
+    """Units u0 <= j < u0 + k of row r of the new state (``row``, (n,)) into ``states``
+    (one buffer of :func:`_shared_states`) at their interleaved places."""
+    n = row.shape[0]
+    base = (r // MAX_ROWS) * MAX_ROWS * n + r % MAX_ROWS
+    for j in range(u0, u0 + k):
+        states[base + MAX_ROWS * j] = row[j]
 
 
 @njit()
@@ -138,9 +183,12 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
     T, width = starts.shape[0] - 1, wx.shape[1]
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
+    _check_sync(sync, parties, cols)
+    shared = cols > 1 and rows.shape[0] == 2          # one row chunk: the layout of _shared_states
+    states = _shared_states(h, shared)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
-        packed = np.empty(n * MAX_ROWS, h.dtype)
+        packed = states if shared else np.empty((2, n * MAX_ROWS), h.dtype)
         gates = np.empty(4 * n, h.dtype)
         for t in range(T):
             s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
@@ -149,19 +197,20 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
             for b in range(b0, e1, MAX_ROWS):
                 nb = min(MAX_ROWS, e1 - b)
                 if count > 0:
-                    pack_rows(prev, b, b + nb, packed)
-                    recurrent_product(packed, b, nb, U, c0 // nr, count,
+                    _product_input(prev, b, nb, shared, packed, t)
+                    recurrent_product(packed[t % 2], b * n if shared else 0, b, nb, U, c0 // nr, count,
                                       Strided(wx.reshape(-1), (s0 + b) * width + c0, width), pre, c0)
                 for g in range(g0, g1):
                     u0, k, cg = _unit(groups, g)
-                    if mapped:
-                        for r in range(b, b + nb):
+                    for r in range(b, b + nb):
+                        if mapped:
                             _expand(pre[r], pos, groups[g, LOGICAL], 4 * k, gates)
                             _lstm_update(gates, c[r, u0:u0 + k], cur[r, u0:u0 + k], k)
-                        continue
-                    for r in range(b, b + nb):
-                        _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], cur[r, u0:u0 + k], k)
-            if not _meet(sync, t + 1, parties, cols):
+                        else:
+                            _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], cur[r, u0:u0 + k], k)
+                        if shared:
+                            _publish(packed[(t + 1) % 2], cur[r], r, u0, k)
+            if not _meet(sync, t + 1, parties, party, cols):
                 break
 
 
@@ -187,9 +236,12 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts)
     T = starts.shape[0] - 1
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
+    _check_sync(sync, parties, cols)
+    shared = cols > 1 and rows.shape[0] == 2          # one row chunk: the layout of _shared_states
+    states = _shared_states(h, shared)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
-        packed = np.empty(n * MAX_ROWS, h.dtype)
+        packed = states if shared else np.empty((2, n * MAX_ROWS), h.dtype)
         xg, ag = np.empty(3 * n, h.dtype), np.empty(3 * n, h.dtype)
         for t in range(T):
             s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
@@ -198,20 +250,22 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts)
             for b in range(b0, e1, MAX_ROWS):
                 nb = min(MAX_ROWS, e1 - b)
                 if count > 0:
-                    pack_rows(prev, b, b + nb, packed)
-                    recurrent_product(packed, b, nb, U, c0 // nr, count, Strided(b_h, c0, NO_OFFSET), pre, c0)
+                    _product_input(prev, b, nb, shared, packed, t)
+                    recurrent_product(packed[t % 2], b * n if shared else 0, b, nb, U, c0 // nr, count,
+                                      Strided(b_h, c0, NO_OFFSET), pre, c0)
                 for g in range(g0, g1):
                     u0, k, cg = _unit(groups, g)
-                    if mapped:
-                        for r in range(b, b + nb):
+                    for r in range(b, b + nb):
+                        if mapped:
                             _expand(wx[s0 + r], pos, groups[g, LOGICAL], 3 * k, xg)
                             _expand(pre[r], pos, groups[g, LOGICAL], 3 * k, ag)
                             _gru_update(xg, ag, prev[r, u0:u0 + k], cur[r, u0:u0 + k], k)
-                        continue
-                    for r in range(b, b + nb):
-                        _gru_update(wx[s0 + r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
-                                    cur[r, u0:u0 + k], k)
-            if not _meet(sync, t + 1, parties, cols):
+                        else:
+                            _gru_update(wx[s0 + r, cg:cg + 3 * k], pre[r, cg:cg + 3 * k], prev[r, u0:u0 + k],
+                                        cur[r, u0:u0 + k], k)
+                        if shared:
+                            _publish(packed[(t + 1) % 2], cur[r], r, u0, k)
+            if not _meet(sync, t + 1, parties, party, cols):
                 break
 
 
@@ -239,9 +293,12 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
     T, width = starts.shape[0] - 1, wx.shape[1]
     L, n, nr = R.shape[0], q.shape[1], R.shape[-1]
     parties = (rows.shape[0] - 1) * cols
+    _check_sync(sync, parties, cols)
+    shared = cols > 1 and rows.shape[0] == 2          # one row chunk: the layout of _shared_states
+    states = _shared_states(q, shared)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
-        packed = np.empty(n * MAX_ROWS, q.dtype)
+        packed = states if shared else np.empty((2, n * MAX_ROWS), q.dtype)
         gates = np.empty(2 * n, q.dtype)
         epoch = 0
         for t in range(T):
@@ -259,21 +316,23 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
                             Z = Strided(wx.reshape(-1), (s0 + b) * width + c0, width)
                         else:
                             Z = Strided(rb.reshape(-1), s * width + c0, NO_OFFSET)
-                        pack_rows(src, b, b + nb, packed)
-                        recurrent_product(packed, b, nb, R[s], c0 // nr, count, Z, pre, c0)
+                        _product_input(src, b, nb, shared, packed, epoch)
+                        recurrent_product(packed[epoch % 2], b * n if shared else 0, b, nb, R[s], c0 // nr, count,
+                                          Z, pre, c0)
                     for g in range(g0, g1):
                         u0, k, cg = _unit(groups, g)
-                        if mapped:
-                            for r in range(b, b + nb):
+                        for r in range(b, b + nb):
+                            if mapped:
                                 for i in range(width - tail, width):       # this micro-step's constants
                                     pre[r, i] = wx[s0 + r, i] if s == 0 else rb[s, i]
                                 _expand(pre[r], pos, groups[g, LOGICAL], 2 * k, gates)
                                 _rhn_update(gates, src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
-                            continue
-                        for r in range(b, b + nb):
-                            _rhn_update(pre[r, cg:cg + 2 * k], src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
+                            else:
+                                _rhn_update(pre[r, cg:cg + 2 * k], src[r, u0:u0 + k], dst[r, u0:u0 + k], k)
+                            if shared:
+                                _publish(packed[(epoch + 1) % 2], dst[r], r, u0, k)
                 epoch += 1
-                if not _meet(sync, epoch, parties, cols):
+                if not _meet(sync, epoch, parties, party, cols):
                     break
             if atomic_load(sync, ABORT) != 0:
                 break

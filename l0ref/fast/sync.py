@@ -5,15 +5,22 @@ product by output columns (``recurrences.py``), and every thread needs the whole
 of the previous step: the threads meet once per step.  Ending a ``prange`` and starting
 another would do, at 9 us per fork-join on 16 cores (``benchmarks/fork_join.py``,
 OpenMP); 30 steps of an RHN of depth 10 are 300 meetings.  This barrier costs the time
-of one atomic add and of the last thread's arrival:
+of the last thread's arrival and ceil(log2(parties)) signals from core to core:
 
 - :func:`atomic_add`, :func:`atomic_load`: LLVM's ``atomicrmw add`` and an acquiring
   ``load atomic`` on an element of an int64 array (sequentially consistent; the add
   releases every write the thread made before it, the load acquires those of the
   others);
-- :func:`wait`: barrier number ``epoch`` (1, 2, ...) of ``parties`` threads on a counter
-  that only grows: a thread adds one and spins until the counter reaches ``epoch x
-  parties``.  Nothing is reset, so no two barriers can be confused.
+- :func:`wait`: barrier number ``epoch`` (1, 2, ...) of ``parties`` threads, a
+  dissemination barrier (Hensgen, Finkel and Manber 1988): in round k = 0, 1, ... while
+  2^k < ``parties``, party p signals party (p + 2^k) mod ``parties`` and waits for the
+  signal of party (p - 2^k) mod ``parties``; after the last round every party has heard,
+  directly or through others, from every other.  A signal is an atomic add of one on a
+  slot that only its sender writes and only its receiver reads, each slot on a cache
+  line of its own (:func:`slot`), so no line is fought over by all the threads (a
+  counter that every thread adds to, the version before, cost 2.4 us on 16 cores:
+  ``docs/wide.md``, version 6).  Slots only grow (barrier ``epoch`` brings every slot
+  to ``epoch``), so nothing is reset and no two barriers can be confused.
 
 It is only correct where the ``parties`` iterations of the ``prange`` run at the same
 time, one per thread: numba's OpenMP and workqueue layers give each thread one of
@@ -37,8 +44,11 @@ SPIN_LIMIT = 2 ** 31
 #: The threading layers that run the iterations of a ``prange`` of one per thread together.
 CONCURRENT_LAYERS = ("omp", "workqueue")
 
-#: Slots of the int64 array a barrier works on.
-COUNTER, ABORT = 0, 1
+#: int64 slots of a 64-byte cache line: a barrier's array holds one line for the abort
+#: flag, then one line per party and round (:func:`slot`).
+LINE = 8
+#: The abort flag's slot.
+ABORT = 0
 
 
 def _is_int64_array(a) -> bool:
@@ -78,29 +88,54 @@ def atomic_load(typingctx, a, i):
 
 
 @njit()
-def wait(sync, epoch, parties, limit=SPIN_LIMIT):
-    """Barrier number ``epoch`` (1-based) of ``parties`` threads on ``sync`` (int64, at
-    least 2: the counter, the abort flag).  Returns False, and raises the abort flag,
-    if the others did not come within ``limit`` spins, or at once if another thread
-    gave up.  One party returns at once."""
+def rounds(parties):
+    """Rounds of a dissemination barrier of ``parties``: ceil(log2(parties))."""
+    k, distance = 0, 1
+    while distance < parties:
+        k, distance = k + 1, 2 * distance
+    return k
+
+
+@njit()
+def slot(party, k, parties):
+    """Where party ``party`` receives its signal of round ``k``: a cache line of its own."""
+    return LINE * (1 + party * rounds(parties) + k)
+
+
+@njit()
+def wait(sync, epoch, parties, party, limit=SPIN_LIMIT):
+    """Barrier number ``epoch`` (1-based) of ``parties`` threads on ``sync``
+    (:func:`new_sync` of at least ``parties``), for party ``party`` (0 <= party <
+    ``parties``, one per thread).  Returns False, and raises the abort flag, if a
+    signal did not come within ``limit`` spins, or at once if another thread gave up.
+    One party returns at once."""
     if atomic_load(sync, ABORT) != 0:
         return False
-    atomic_add(sync, COUNTER, 1)
-    goal = epoch * parties
-    spins = 0
-    while atomic_load(sync, COUNTER) < goal:
-        if atomic_load(sync, ABORT) != 0:
-            return False
-        spins += 1
-        if spins > limit:
-            atomic_add(sync, ABORT, 1)
-            return False
+    k, distance = 0, 1
+    while distance < parties:
+        atomic_add(sync, slot((party + distance) % parties, k, parties), 1)
+        mine = slot(party, k, parties)
+        spins = 0
+        while atomic_load(sync, mine) < epoch:
+            if atomic_load(sync, ABORT) != 0:
+                return False
+            spins += 1
+            if spins > limit:
+                atomic_add(sync, ABORT, 1)
+                return False
+        k, distance = k + 1, 2 * distance
     return True
 
 
-def new_sync() -> np.ndarray:
-    """A fresh barrier: counter 0, abort flag 0."""
-    return np.zeros(2, np.int64)
+@njit()
+def size(parties):
+    """int64 slots of a barrier of ``parties``: the abort line and a line per party and round."""
+    return LINE * (1 + parties * rounds(parties))
+
+
+def new_sync(parties: int) -> np.ndarray:
+    """A fresh barrier of ``parties`` threads (the ``parties`` that every wait on it is given): every slot 0."""
+    return np.zeros(size(max(1, int(parties))), np.int64)
 
 
 def aborted(sync: np.ndarray) -> bool:
@@ -130,4 +165,4 @@ def _touch(a):
 
 
 __all__ = ["atomic_add", "atomic_load", "wait", "new_sync", "aborted", "barrier_safe", "SPIN_LIMIT",
-           "CONCURRENT_LAYERS"]
+           "CONCURRENT_LAYERS", "rounds", "slot", "size", "LINE", "ABORT"]

@@ -274,14 +274,14 @@ def matmul_bias(A, P, bias, C, row_starts, panel_starts):
 
 
 @njit()
-def recurrent_product(packed, b0, rows, P, p0, count, Z, pre, c0):
+def recurrent_product(packed, start, b0, rows, P, p0, count, Z, pre, c0):
     """``pre[b, c0 : c0 + count nr] = Z_b + h[b] @ U^T`` for the ``rows`` (<= ``MAX_ROWS``)
-    rows from b0 of h, interleaved into ``packed`` by :func:`pack_rows`, and the
-    ``count`` panels from ``p0`` of ``P`` (U (G n, n) packed: panels, n, nr).  pre
-    (B, width); Z a :class:`Strided` (its row b - b0 is what row b adds: a bias row
+    rows from b0 of h, interleaved by :func:`pack_rows` into ``packed`` from ``start``,
+    and the ``count`` panels from ``p0`` of ``P`` (U (G n, n) packed: panels, n, nr).
+    pre (B, width); Z a :class:`Strided` (its row b - b0 is what row b adds: a bias row
     with stride 0, or the input projection of the step)."""
     n, nr, width = P.shape[1], P.shape[-1], pre.shape[1]
-    tile_rows(rows, Packed(packed, NO_OFFSET), Panels(P.reshape(-1), p0 * n * nr, count, n), Z,
+    tile_rows(rows, Packed(packed, start), Panels(P.reshape(-1), p0 * n * nr, count, n), Z,
               Strided(pre.reshape(-1), b0 * width + c0, width), count * nr)
 
 
