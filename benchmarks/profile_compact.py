@@ -5,8 +5,9 @@
 Runs ``driver.run`` on the compact model of the paper's Table 1 (vocabulary 10,000,
 batch 10, 30 steps, (251, 296, 247); the RHN: depth 10, width 389) with the kernels'
 entry points wrapped in timers, so every stage is timed inside the real forward:
-each layer's input product (``matmul_bias``) and recurrence (``*_sequence``), and the
-output layer (``output_log_probs``), split into its product and its log-softmax by
+each layer's input product (``matmul_bias``) and recurrence (``*_sequence``; split by
+columns, the recurrence computes the input product itself, and the two are one stage),
+and the output layer (``output_log_probs``), split into its product and its log-softmax by
 timing the product alone on the same arguments right after.  A 2048 x 2048 float32
 numpy product is timed in the same rounds for the machine's matrix-product rate,
 under the benchmark's thread settings (``l0ref.experiments.table1.THREAD_ENV``).
@@ -51,6 +52,28 @@ def stage_flops(config: ModelConfig) -> list[tuple[str, float]]:
     return [(name, 2 * STEPS * BATCH * macs) for name, macs in macs_by_stage(config)] + [("log-softmax", 0)]
 
 
+def recorded_stages(record: list, flops: list[tuple[str, float]]) -> list[tuple[str, float, float]]:
+    """(stage name, seconds, FLOPs) of one forward's ``record`` (all but its last entry,
+    the output layer), from ``stage_flops``' layer stages: where a layer has no
+    ``matmul_bias`` entry, its recurrence computed its input product too, and the two
+    stages are one."""
+    stages, layer_flops = [], iter(flops)
+    pending = None                                         # a layer's input product, timed
+    for name, seconds, _ in record[:-1]:
+        if name == "matmul_bias":
+            pending = (next(layer_flops), seconds)
+            continue
+        (inp_name, inp_flops), t_inp = pending if pending else (next(layer_flops), None)
+        rec_name, rec_flops = next(layer_flops)
+        if t_inp is None:
+            stages.append((rec_name.replace("recurrence", "input product + recurrence"), seconds,
+                           inp_flops + rec_flops))
+        else:
+            stages += [(inp_name, t_inp, inp_flops), (rec_name, seconds, rec_flops)]
+        pending = None
+    return stages
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cell", choices=sorted(CONFIGS), default="lstm")
@@ -70,8 +93,8 @@ def main(argv=None) -> int:
     product_alone = driver.matmul_bias                          # before it is wrapped
     record: list = []
     instrument(record)
-    names = [name for name, _ in stage_flops(config)]
-    times = {name: [] for name in names + ["whole forward", "matmul"]}
+    times: dict = {}
+    flops = dict(stage_flops(config))
     for r in range(args.rounds + 2):                              # 2 rounds of warm-up
         t0 = time.perf_counter()
         A @ A
@@ -86,16 +109,16 @@ def main(argv=None) -> int:
         t_product = time.perf_counter() - t0
         if r < 2:
             continue
-        for name, (_, seconds, _) in zip(names[:-2], record[:-1]):
-            times[name].append(seconds)
-        times["softmax product"].append(t_product)
-        times["log-softmax"].append(record[-1][1] - t_product)
-        times["whole forward"].append(t_run)
-        times["matmul"].append(t_matmul)
+        for name, seconds, stage_flop in recorded_stages(record, stage_flops(config)[:-2]):
+            times.setdefault(name, []).append(seconds)
+            flops[name] = stage_flop
+        for name, t in (("softmax product", t_product), ("log-softmax", record[-1][1] - t_product),
+                        ("whole forward", t_run), ("matmul", t_matmul)):
+            times.setdefault(name, []).append(t)
+    names = [name for name in times if name not in ("whole forward", "matmul")]
     med = {k: float(np.median(v)) for k, v in times.items()}
     rate = 2 * MATMUL_N ** 3 / med["matmul"]
-    flops = dict(stage_flops(config))
-    total_flops = sum(flops.values())
+    total_flops = sum(f for _, f in stage_flops(config))
     print(f"compact {config.cell.upper()} {(config.emb_size,) + config.hidden_sizes}, batch {BATCH} x "
           f"{STEPS} steps, V {VOCAB}; {args.rounds} rounds, medians; float32 matmul {rate / 1e9:.1f} GFLOP/s")
     print(f"{'stage':<26} {'ms':>7} {'share':>6} {'GFLOP/s':>8} {'% of matmul':>12}")

@@ -382,7 +382,9 @@ def test_auto_splits_by_columns_when_the_batch_is_small():
 
 def test_a_barrier_that_times_out_falls_back_to_rows(monkeypatch):
     """Should a barrier give up (``sync.wait``), the layer runs again split by rows and
-    the results are the reference's: here every barrier finds the abort flag raised."""
+    the results are the reference's: here every barrier finds the abort flag raised.
+    Split by columns, the first barrier is the input projection's
+    (``recurrences._project``), so the driver must compute ``wx`` itself before the rerun."""
     config, params, tokens, state0 = random_problem("lstm", 8, np.float64, sizes=(6, (20, 7)))
     prepared = fast.prepare(config, params, parts=2)
     made = []

@@ -22,7 +22,7 @@ import numpy as np
 from ..cells import get_cell
 from ..gates import PARAMS_KEY
 from .layout import constant_layout, gate_rows, pack_grouped, pad_grouped, unit_groups
-from .recurrences import gru_sequence, lstm_sequence, rhn_sequence
+from .recurrences import gru_sequence, lstm_sequence, projects, rhn_sequence
 from .softmax import output_log_probs
 from . import lanes as lanes_mod
 from . import sparse as sparse_mod
@@ -87,31 +87,33 @@ def _constants_rhn(q, p, const_rows, dtype):
             "b_rec": np.ascontiguousarray(np.concatenate([q["b_rec"], b[:, const_rows]], axis=1))}
 
 
-def _run_lstm(q, wx, state, out, pre, sync, rows, cols, starts):
+def _run_lstm(q, x, wx, state, out, pre, sync, rows, cols, starts):
     h, c = state
-    lstm_sequence(wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"], starts)
+    lstm_sequence(x, q["W"], q["b_in"], wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"], starts)
 
 
-def _run_gru(q, wx, state, out, pre, sync, rows, cols, starts):
+def _run_gru(q, x, wx, state, out, pre, sync, rows, cols, starts):
     h, = state
-    gru_sequence(wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"], starts)
+    gru_sequence(x, q["W"], q["b_in"], wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"],
+                 starts)
 
 
-def _run_rhn(q, wx, state, out, pre, sync, rows, cols, starts):
+def _run_rhn(q, x, wx, state, out, pre, sync, rows, cols, starts):
     s, = state
     buffers = np.empty((2,) + s.shape, s.dtype)
-    rhn_sequence(wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols, q["pos"], q["tail"],
-                 starts)
+    rhn_sequence(x, q["W"], q["b_in"], wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols,
+                 q["pos"], q["tail"], starts)
 
 
 @dataclass(frozen=True)
 class CellKernel:
     """How the driver runs one cell: ``prepare(params, rows, dtype)`` -> the layer's
     arrays in the layout whose columns hold the gate rows ``rows`` (``layout.gate_rows``),
-    ``run(q, wx, state, out, pre, sync, rows, cols, starts)`` runs the recurrence over
-    the packed steps ``starts`` (``state``: the cell's state arrays, (B, n) each, the
-    initial state on entry; ``rows`` x ``cols`` the threads' grid and ``sync`` their
-    barrier: ``recurrences.py``)."""
+    ``run(q, x, wx, state, out, pre, sync, rows, cols, starts)`` runs the recurrence over
+    the packed steps ``starts`` of the inputs x (``wx``: their input projection, which the
+    kernel computes itself where ``recurrences.projects``; ``state``: the cell's state
+    arrays, (B, n) each, the initial state on entry; ``rows`` x ``cols`` the threads' grid
+    and ``sync`` their barrier: ``recurrences.py``)."""
 
     prepare: Callable
     run: Callable
@@ -413,23 +415,32 @@ def _run_packed(cell: str, q: dict, x: np.ndarray, starts: np.ndarray, B: int, s
     nr = panel_width(dtype)
     width = q["W"].shape[0] * nr + q["tail"]                     # the layout's columns: padding, constants
     rows_in = x.shape[0]
+    kernel = _kernel(cell)
+    rows, cols = recurrence_split(B, q["groups"].shape[0], schedule, threads)
     wx = np.empty((rows_in, width), dtype)
-    matmul_bias(x, q["W"], q["b_in"], wx, *split(rows_in, q["W"].shape[0], nr, threads))   # every step's input product
+    if not projects(rows, cols):                                 # else the recurrence computes it
+        _input_product(q, x, wx, threads)
     out = np.empty((rows_in, n), dtype)
     pre = np.empty((B, width), dtype)
     if q["tail"]:                                                # the constant gates' values
         wx[:, width - q["tail"]:] = q["tail_wx"]
         pre[:, width - q["tail"]:] = q["tail_pre"]
-    kernel = _kernel(cell)
     states = _initial_states(state0, kernel.state, B, n, dtype)
-    rows, cols = recurrence_split(B, q["groups"].shape[0], schedule, threads)
     sync = new_sync((rows.shape[0] - 1) * cols)
-    kernel.run(q, wx, states, out, pre, sync, rows, cols, starts)
+    kernel.run(q, x, wx, states, out, pre, sync, rows, cols, starts)
     if aborted(sync):                                            # a barrier timed out: again, by rows
+        if projects(rows, cols):
+            _input_product(q, x, wx, threads)
         states = _initial_states(state0, kernel.state, B, n, dtype)
         rows, cols = recurrence_split(B, 1, "rows", threads)
-        kernel.run(q, wx, states, out, pre, new_sync(rows.shape[0] - 1), rows, cols, starts)
+        kernel.run(q, x, wx, states, out, pre, new_sync(rows.shape[0] - 1), rows, cols, starts)
     return out, states
+
+
+def _input_product(q: dict, x: np.ndarray, wx: np.ndarray, threads: int) -> None:
+    """Every step's input projection ``wx = x W^T + b_in`` (its panel columns; the tail
+    of constants is the caller's), split into blocks over the threads (``tile.split``)."""
+    matmul_bias(x, q["W"], q["b_in"], wx, *split(x.shape[0], q["W"].shape[0], q["W"].shape[-1], threads))
 
 
 def _check_threads(threads) -> int:

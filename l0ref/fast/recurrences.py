@@ -2,8 +2,10 @@
 
 A step is the recurrent product ``pre = Z + h_{t-1} U^T`` (``tile.recurrent_product``)
 followed by the gate nonlinearities and the state update, fused over a group's units
-(vectorized by LLVM with ``vmath``'s exp).  The input projections of all steps are
-computed before (``tile.matmul_bias``) and read here.
+(vectorized by LLVM with ``vmath``'s exp).  The input projections of all steps,
+``wx = x W^T + b``, are computed before the time loop: by the driver
+(``tile.matmul_bias``) when the threads split by rows, here when they split by columns
+(:func:`_project`).
 
 The threads share the work of a sequence in a grid: chunks of the batch's rows
 (``rows``, boundaries) times ``cols`` parts of the output columns.  The gate columns
@@ -24,6 +26,9 @@ a thread holds every gate of its units and updates their state itself.
   it is kept twice: in ``out`` (rows) and, for the products, already interleaved as
   ``tile.pack_rows`` lays it out (:func:`_shared_states`): each thread writes its units
   there as it updates them, and no thread packs the whole state at every step.
+  Before the time loop, each thread computes its own columns of ``wx`` for every step
+  (:func:`_project`): its panels of W stay in its cache, the columns it will read are
+  in its cache too, and the input product needs no ``prange`` (fork-join) of its own.
 
 **Constant rows** (``layout.constant_layout``): where some gate rows have no weights
 (constant gates), the columns hold only the live rows and the products compute only
@@ -39,9 +44,9 @@ that never grows (documents sorted by length, longest first; a language model's 
 ``starts = B * arange(T + 1)``).  A sequence that has ended is not computed again: its
 state (the LSTM's c) stays at its last step's.  The states of consecutive steps are
 different rows: step t - 1's (the initial state at t = 0) are read while step t's are
-written.  ``sync`` (2,) int64: the barrier's
-counter and abort flag; a wait that times out aborts the loop, and the driver runs
-the layer again by rows.  ``driver.recurrence_split`` chooses the grid.
+written.  ``sync`` (``sync.new_sync(parties)``): the barrier's slots and abort flag; a
+wait that times out aborts the loop, and the driver runs the layer again by rows
+(computing ``wx`` first if the kernel was to: :func:`projects`).  ``driver.recurrence_split`` chooses the grid.
 """
 from __future__ import annotations
 
@@ -51,7 +56,7 @@ import numpy as np
 from ._jit import njit
 from .layout import FIRST_COLUMN, FIRST_UNIT, LOGICAL, PANELS, UNITS
 from .sync import ABORT, atomic_load, size, wait
-from .tile import MAX_ROWS, NO_OFFSET, Strided, pack_rows, recurrent_product
+from .tile import MAX_ROWS, NO_OFFSET, Strided, matmul_packed, pack_rows, recurrent_product
 from .vmath import sigmoid, tanh
 
 
@@ -161,6 +166,43 @@ def _publish(states, row, r, u0, k):
 
 
 @njit()
+def projects(rows, cols):
+    """Whether a split of ``rows`` (boundaries) x ``cols`` computes the input projection
+    ``wx`` itself (:func:`_project`) and keeps the state shared (:func:`_shared_states`):
+    by columns, one row chunk.  Otherwise the caller computes ``wx`` before."""
+    return cols > 1 and rows.shape[0] == 2
+
+
+@njit()
+def _packed_inputs(x, shared):
+    """The buffer for :func:`_project`: every row of x (N, m) in whole blocks of
+    ``MAX_ROWS``, interleaved as :func:`tile.pack_rows` lays them out; empty when not
+    ``shared``."""
+    N, m = x.shape
+    return np.empty(-(-N // MAX_ROWS) * MAX_ROWS * m if shared else 0, x.dtype)
+
+
+@njit()
+def _project(x, W, b_in, wx, xp, sync, parties, party, p0, count):
+    """A column split's input projection, before the time loop: ``wx[:, c] = x W^T + b_in``
+    in the columns of this party's ``count`` panels from ``p0``, for all N rows of x (N, m)
+    (every step's; W packed (panels, m, nr) in the layout of ``groups``, b_in padded to
+    it).  The parties first pack x into ``xp`` (:func:`_packed_inputs`), each a share of
+    its row blocks, and meet at barrier 1; then each multiplies all of it by its own
+    panels (``tile.matmul_packed``).  Returns False if the barrier aborted."""
+    N, m = x.shape
+    blocks = -(-N // MAX_ROWS)
+    j0, j1 = party * blocks // parties, (party + 1) * blocks // parties
+    if j1 > j0:
+        pack_rows(x, j0 * MAX_ROWS, min(N, j1 * MAX_ROWS), xp[j0 * MAX_ROWS * m:])
+    if not wait(sync, 1, parties, party):
+        return False
+    if count > 0:
+        matmul_packed(xp, W, b_in, wx, 0, N, p0, p0 + count)
+    return True
+
+
+@njit()
 def _unit(groups, g):
     """First unit, unit count and first column of group g."""
     return groups[g, FIRST_UNIT], groups[g, UNITS], groups[g, FIRST_COLUMN]
@@ -170,11 +212,13 @@ def _unit(groups, g):
 
 
 @njit(parallel=True)
-def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
+def lstm_sequence(x, W, b_in, wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
     """The LSTM (Eq. 1) over a whole sequence, in place (module docstring).
 
-    wx (rows of all steps, width): ``x_t W^T + b`` of every step, in the layout of
-    ``groups``; U packed in it; h, c (B, n): the initial state (c is updated in place);
+    x (rows of all steps, m): the inputs; W, b_in: the input projection packed and padded
+    in the layout of ``groups``; wx (rows of all steps, width): ``x_t W^T + b`` of every
+    step, in that layout, given where the split does not compute it (:func:`projects`;
+    its tail, the constants, always given); U packed in that layout; h, c (B, n): the initial state (c is updated in place);
     out (rows of all steps, n): every h_t; pre (B, width): scratch, its tail the
     constants; ``pos``: the constant rows' layout; ``starts`` (T + 1,): the packed steps
     (module docstring).  Gate order i, f, g, o.
@@ -184,13 +228,16 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
     _check_sync(sync, parties, cols)
-    shared = cols > 1 and rows.shape[0] == 2          # one row chunk: the layout of _shared_states
-    states = _shared_states(h, shared)
+    shared = projects(rows, cols)
+    states, xp = _shared_states(h, shared), _packed_inputs(x, shared)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = states if shared else np.empty((2, n * MAX_ROWS), h.dtype)
         gates = np.empty(4 * n, h.dtype)
-        for t in range(T):
+        steps = T
+        if shared and not _project(x, W, b_in, wx, xp, sync, parties, party, c0 // nr, count):
+            steps = 0
+        for t in range(steps):
             s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
             prev = h if t == 0 else out[starts[t - 1]:s0]
             cur = out[s0:starts[t + 1]]
@@ -210,7 +257,7 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
                             _lstm_update(pre[r, cg:cg + 4 * k], c[r, u0:u0 + k], cur[r, u0:u0 + k], k)
                         if shared:
                             _publish(packed[(t + 1) % 2], cur[r], r, u0, k)
-            if not _meet(sync, t + 1, parties, party, cols):
+            if not _meet(sync, t + 2, parties, party, cols):     # barrier 1: _project's
                 break
 
 
@@ -218,11 +265,11 @@ def lstm_sequence(wx, U, groups, h, c, out, pre, sync, rows, cols, pos, starts):
 
 
 @njit(parallel=True)
-def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts):
+def gru_sequence(x, W, b_in, wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts):
     """PyTorch's GRU over a whole sequence, in place.
 
-    wx (rows of all steps, width): ``x_t W^T + b_i``; U packed and b_h (width,) in the
-    layout of ``groups``; h (B, n): the initial state; out (rows of all steps, n); pre
+    x, W, b_in, wx: the inputs and ``x_t W^T + b_i``, as in :func:`lstm_sequence`; U packed
+    and b_h (width,) in the layout of ``groups``; h (B, n): the initial state; out (rows of all steps, n); pre
     (B, width): scratch; ``starts``: the packed steps (module docstring).
     Gate order r, u, n::
 
@@ -237,13 +284,16 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts)
     n, nr = h.shape[1], U.shape[-1]
     parties = (rows.shape[0] - 1) * cols
     _check_sync(sync, parties, cols)
-    shared = cols > 1 and rows.shape[0] == 2          # one row chunk: the layout of _shared_states
-    states = _shared_states(h, shared)
+    shared = projects(rows, cols)
+    states, xp = _shared_states(h, shared), _packed_inputs(x, shared)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = states if shared else np.empty((2, n * MAX_ROWS), h.dtype)
         xg, ag = np.empty(3 * n, h.dtype), np.empty(3 * n, h.dtype)
-        for t in range(T):
+        steps = T
+        if shared and not _project(x, W, b_in, wx, xp, sync, parties, party, c0 // nr, count):
+            steps = 0
+        for t in range(steps):
             s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
             prev = h if t == 0 else out[starts[t - 1]:s0]
             cur = out[s0:starts[t + 1]]
@@ -265,7 +315,7 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts)
                                         cur[r, u0:u0 + k], k)
                         if shared:
                             _publish(packed[(t + 1) % 2], cur[r], r, u0, k)
-            if not _meet(sync, t + 1, parties, party, cols):
+            if not _meet(sync, t + 2, parties, party, cols):     # barrier 1: _project's
                 break
 
 
@@ -273,10 +323,11 @@ def gru_sequence(wx, U, b_h, groups, h, out, pre, sync, rows, cols, pos, starts)
 
 
 @njit(parallel=True)
-def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, tail, starts):
+def rhn_sequence(x, W, b_in, wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos, tail, starts):
     """The RHN (Zilly et al.) over a whole sequence, in place.
 
-    wx (rows of all steps, width): ``x_t W^T + b^1`` (the first micro-step's input and bias);
+    x, W, b_in, wx: the inputs and ``x_t W^T + b^1`` (the first micro-step's input and
+    bias), as in :func:`lstm_sequence`;
     R (L, panels, n, nr): every micro-step's matrix packed in the layout of ``groups``;
     rb (L, width): the micro-steps' biases in it (row 0 is already in wx); q (B, n):
     the initial state (not changed); out (rows of all steps, n): the state after the last
@@ -294,14 +345,17 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
     L, n, nr = R.shape[0], q.shape[1], R.shape[-1]
     parties = (rows.shape[0] - 1) * cols
     _check_sync(sync, parties, cols)
-    shared = cols > 1 and rows.shape[0] == 2          # one row chunk: the layout of _shared_states
-    states = _shared_states(q, shared)
+    shared = projects(rows, cols)
+    states, xp = _shared_states(q, shared), _packed_inputs(x, shared)
     for party in numba.prange(parties):
         b0, b1, g0, g1, c0, count = _my_part(party, rows, cols, groups)
         packed = states if shared else np.empty((2, n * MAX_ROWS), q.dtype)
         gates = np.empty(2 * n, q.dtype)
-        epoch = 0
-        for t in range(T):
+        epoch = 0                                         # micro-steps done: the state buffer's parity
+        steps = T
+        if shared and not _project(x, W, b_in, wx, xp, sync, parties, party, c0 // nr, count):
+            steps = 0
+        for t in range(steps):
             s0, e1 = starts[t], min(b1, starts[t + 1] - starts[t])
             for s in range(L):
                 if s == 0:
@@ -332,10 +386,10 @@ def rhn_sequence(wx, R, rb, groups, q, out, pre, buffers, sync, rows, cols, pos,
                             if shared:
                                 _publish(packed[(epoch + 1) % 2], dst[r], r, u0, k)
                 epoch += 1
-                if not _meet(sync, epoch, parties, party, cols):
+                if not _meet(sync, epoch + 1, parties, party, cols):     # barrier 1: _project's
                     break
             if atomic_load(sync, ABORT) != 0:
                 break
 
 
-__all__ = ["lstm_sequence", "gru_sequence", "rhn_sequence"]
+__all__ = ["lstm_sequence", "gru_sequence", "rhn_sequence", "projects"]

@@ -46,7 +46,7 @@ MAX_ROWS = 12 if simd.VECTOR_REGISTERS >= 32 else 6
 #: with, and each would be another compilation of the whole tile.
 NO_OFFSET = np.int64(0)
 
-#: Bytes of B's panels that a pass of the row blocks of A goes over (:func:`matmul_rows`):
+#: Bytes of B's panels that a pass of the row blocks of A goes over (:func:`matmul_packed`):
 #: half the L2 cache of a core, so that they stay there while every row block uses them.
 PASS_BYTES = 256 * 1024
 
@@ -244,13 +244,21 @@ def matmul_rows(A, P, bias, C, r0, r1, q0, q1):
     """``C[r] = A[r] @ B + bias`` for the rows r0 <= r < r1 of A (N, k) and C (N, cols),
     in the columns of the panels q0 <= q < q1: ``P`` (panels, k, 2 lanes) is B (k, cols)
     packed by :func:`pack_panels`, ``bias`` (panels * 2 lanes,) zero-padded.  The rows
-    are packed once (:func:`pack_rows`); then, ``PASS_BYTES`` of panels at a time, every
-    block of ``MAX_ROWS`` rows times those panels."""
-    k, cols = A.shape[-1], C.shape[-1]
-    nr = P.shape[-1]
-    blocks = -(-(r1 - r0) // MAX_ROWS)
-    packed = np.empty(blocks * MAX_ROWS * k, A.dtype)
+    are packed once (:func:`pack_rows`), then multiplied by :func:`matmul_packed`."""
+    k = A.shape[-1]
+    packed = np.empty(-(-(r1 - r0) // MAX_ROWS) * MAX_ROWS * k, A.dtype)
     pack_rows(A, r0, r1, packed)
+    matmul_packed(packed, P, bias, C, r0, r1, q0, q1)
+
+
+@njit()
+def matmul_packed(packed, P, bias, C, r0, r1, q0, q1):
+    """:func:`matmul_rows` on rows r0 <= r < r1 already in ``packed`` (:func:`pack_rows`
+    of those rows, from its start): ``PASS_BYTES`` of panels at a time, every block of
+    ``MAX_ROWS`` rows times those panels, so that the panels stay in L2 while all the
+    row blocks use them."""
+    k, nr, cols = P.shape[1], P.shape[-1], C.shape[-1]
+    blocks = -(-(r1 - r0) // MAX_ROWS)
     p, c = P.reshape(-1), C.reshape(-1)
     per_pass = max(1, PASS_BYTES // max(1, k * nr * P.itemsize))
     for q in range(q0, q1, per_pass):
@@ -354,5 +362,5 @@ def _split(rows: int, panels: int, nr: int, threads: int) -> tuple[np.ndarray, n
 
 
 __all__ = ["MAX_ROWS", "NO_OFFSET", "PASS_BYTES", "Packed", "Panels", "Strided", "tile", "tile_rows", "pack_rows",
-           "matmul_rows", "matmul_bias", "recurrent_product", "panel_width", "pack_panels", "pad_panels", "chunks",
+           "matmul_rows", "matmul_packed", "matmul_bias", "recurrent_product", "panel_width", "pack_panels", "pad_panels", "chunks",
            "even", "split"]
