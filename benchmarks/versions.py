@@ -86,7 +86,8 @@ def run_child(tree: Path, label: str, args) -> dict:
     env.update({k: v for k, v in THREAD_ENV.items() if k not in os.environ})
     env["NUMBA_CACHE_DIR"] = str(Path(os.environ.get("NUMBA_CACHE_DIR", "/tmp/l0ref-versions")) / label)
     done = subprocess.run([sys.executable, str(HERE), "--child", "--cells", ",".join(args.cells),
-                           "--rounds", str(args.rounds), "--schedule", args.schedule], env=env, capture_output=True, text=True)
+                           "--rounds", str(args.rounds), "--schedule", args.schedule],
+                          env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"the {label} version failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -104,7 +105,8 @@ def median(values):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--old", type=Path, help="a tree holding the old l0ref/")
-    p.add_argument("--new", type=Path, default=HERE.parent.parent, help="a tree holding the new l0ref/ (default: this one)")
+    p.add_argument("--new", type=Path, default=HERE.parent.parent,
+                   help="a tree holding the new l0ref/ (default: this one)")
     p.add_argument("--cells", default="lstm,rhn", help="comma-separated compact models (lstm, gru, rhn)")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="every thread pool's size (default: the cores)")
     p.add_argument("--pairs", type=int, default=3, help="processes of each version, in turn")
@@ -145,7 +147,8 @@ def main(argv=None) -> int:
             result = run_child(getattr(args, label), label, args)
             result["version"] = label
             processes.append(result)
-            cells = ", ".join(f"{c} {v['ms']:.2f} ms ({v['percent_of_matmul']:.1f}%)" for c, v in result["cells"].items())
+            cells = ", ".join(f"{c} {v['ms']:.2f} ms ({v['percent_of_matmul']:.1f}%)"
+                              for c, v in result["cells"].items())
             print(f"{label}: {cells}; matmul {result['matmul_gflops']:.0f} GFLOP/s", flush=True)
     summary = {}
     for cell in args.cells:
@@ -156,7 +159,8 @@ def main(argv=None) -> int:
               f"(medians of {args.pairs} processes each, {args.threads} threads)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"old": str(args.old), "new": str(args.new), "threads": args.threads,
-                                    "rounds": args.rounds, "schedule": args.schedule, "summary": summary, "processes": processes}, indent=1))
+                                    "rounds": args.rounds, "schedule": args.schedule, "summary": summary,
+                                    "processes": processes}, indent=1))
     print(f"wrote {args.out}")
     return 0
 

@@ -46,7 +46,8 @@ state (the LSTM's c) stays at its last step's.  The states of consecutive steps 
 different rows: step t - 1's (the initial state at t = 0) are read while step t's are
 written.  ``sync`` (``sync.new_sync(parties)``): the barrier's slots and abort flag; a
 wait that times out aborts the loop, and the driver runs the layer again by rows
-(computing ``wx`` first if the kernel was to: :func:`projects`).  ``driver.recurrence_split`` chooses the grid.
+(computing ``wx`` first if the kernel was to: :func:`projects`).
+``driver.recurrence_split`` chooses the grid.
 """
 from __future__ import annotations
 
@@ -218,8 +219,8 @@ def lstm_sequence(x, W, b_in, wx, U, groups, h, c, out, pre, sync, rows, cols, p
     x (rows of all steps, m): the inputs; W, b_in: the input projection packed and padded
     in the layout of ``groups``; wx (rows of all steps, width): ``x_t W^T + b`` of every
     step, in that layout, given where the split does not compute it (:func:`projects`;
-    its tail, the constants, always given); U packed in that layout; h, c (B, n): the initial state (c is updated in place);
-    out (rows of all steps, n): every h_t; pre (B, width): scratch, its tail the
+    its tail, the constants, always given); U packed in that layout; h, c (B, n): the
+    initial state (c is updated in place); out (rows of all steps, n): every h_t; pre (B, width): scratch, its tail the
     constants; ``pos``: the constant rows' layout; ``starts`` (T + 1,): the packed steps
     (module docstring).  Gate order i, f, g, o.
     """
@@ -269,8 +270,8 @@ def gru_sequence(x, W, b_in, wx, U, b_h, groups, h, out, pre, sync, rows, cols, 
     """PyTorch's GRU over a whole sequence, in place.
 
     x, W, b_in, wx: the inputs and ``x_t W^T + b_i``, as in :func:`lstm_sequence`; U packed
-    and b_h (width,) in the layout of ``groups``; h (B, n): the initial state; out (rows of all steps, n); pre
-    (B, width): scratch; ``starts``: the packed steps (module docstring).
+    and b_h (width,) in the layout of ``groups``; h (B, n): the initial state; out (rows
+    of all steps, n); pre (B, width): scratch; ``starts``: the packed steps (module docstring).
     Gate order r, u, n::
 
         r = sigmoid(wx_r + U_r h + b_hr),  u = sigmoid(wx_u + U_u h + b_hu)
