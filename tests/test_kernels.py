@@ -149,14 +149,33 @@ def test_exp_matches_numpy(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_exp_of_a_vector_is_the_scalar_exp(dtype):
+    """The exp of a whole vector (the log-softmax's) gives bit for bit what the scalar exp
+    gives lane by lane, inside and beyond the clamped range, for inf and NaN too."""
+    w = fast.simd.lanes(dtype)
+    rng = np.random.default_rng(2)
+    lo, hi = (-100.0, 100.0) if dtype == np.float32 else (-800.0, 800.0)
+    x = np.concatenate([rng.uniform(lo, hi, 4000), rng.uniform(-1, 1, 4000),
+                        [0.0, np.inf, -np.inf, np.nan, -0.0, 1e-30, -87.5, 88.5]]).astype(dtype)
+    x = x[: x.shape[0] // w * w]
+    assert x.shape[0] > 8000 - w
+    np.testing.assert_array_equal(fast.vmath.exp_vectors(x), fast.vmath.exp_array(x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
 def test_log_softmax_matches_reference_large_logits(dtype):
     """Stable for logits of size 1e3 (exp would overflow without the max shift), rows of
-    every length around the vector widths (the row max's whole vectors and its tail)."""
+    every length around the vector widths (the row max's whole vectors and its tail) and
+    around the chunks of ``softmax.CHUNK`` (a chunk whose max is far above or below the
+    running max: the rescaled sums)."""
     rng = np.random.default_rng(1)
-    for V in [1, 2, 7, 8, 31, 32, 33, 37, 65, 100]:
+    chunk = fast.softmax.CHUNK
+    for V in [1, 2, 7, 8, 31, 32, 33, 37, 65, 100, chunk - 1, chunk, chunk + 1, 2 * chunk + 17]:
         logits = rng.uniform(-1000, 1000, (5, V)).astype(dtype)
         logits[1, -1] = 2000                                    # the max in the tail
         logits[2, 0] = 2000                                     # ... in the first vector
+        logits[3, : min(V, chunk)] -= 3000                      # a later chunk's max is larger
+        logits[4, min(V, chunk):] -= 3000                       # ... or smaller
         ref = model.log_softmax(logits)
         got = logits.copy()
         for row in got:
@@ -210,9 +229,11 @@ def test_output_log_probs_in_every_split_equals_the_reference(dtype, seed):
 
 def test_split_shapes_its_blocks_like_the_product():
     """``tile.split``: as many blocks as threads at most, square-ish in cost: a wide product
-    by columns, a tall one by rows, every block non-empty."""
+    by columns, a tall one by rows, rows that fit one tile (``MAX_ROWS``: 12 on AVX-512, 6
+    otherwise) not cut, every block non-empty."""
+    one_tile = fast.tile.MAX_ROWS
     for threads, rows, panels, want in ((16, 300, 313, (1, 16)), (16, 300, 37, (2, 8)), (16, 5000, 4, (16, 1)),
-                                        (2, 300, 313, (1, 2)), (1, 300, 313, (1, 1)), (16, 10, 2, (1, 2))):
+                                        (2, 300, 313, (1, 2)), (1, 300, 313, (1, 1)), (16, one_tile, 2, (1, 2))):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(fast.tile.numba, "get_num_threads", lambda t=threads: t)
             r, c = fast.tile.split(rows, panels, 32)

@@ -88,6 +88,47 @@ def test_pow2_is_exact_over_the_normal_range(dtype):
     np.testing.assert_array_equal(out, np.ldexp(np.ones_like(k), k.astype(int)))
 
 
+@numba.njit
+def _arithmetic(a, b, out):
+    """out rows, a whole vector at a time: a + b, a - b, a * b, each also with b[0] (a
+    scalar) on either side, max(a, b), min(a, b), max(a, b[0]), min(b[0], a), rint(a),
+    pow2(rint(a))."""
+    w = simd.lanes_of(a)
+    s = b[0]
+    for off in range(0, a.shape[0], w):
+        va, vb = simd.load(a, off), simd.load(b, off)
+        results = (va + vb, va - vb, va * vb, va + s, s - va, s * va,
+                   max(va, vb), min(va, vb), max(va, s), min(s, va), np.rint(va), simd.pow2(np.rint(va)))
+        for row, v in enumerate(results):
+            simd.store(out, row * a.shape[0] + off, v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_vector_arithmetic_is_the_scalars(dtype):
+    """The arithmetic, min, max and rint that vectors have (so ``vmath.exp`` runs on them)
+    give, lane by lane, what numpy gives on the scalars, bit for bit: one rounding each, no
+    fusing of a lone product or sum, rint's ties to even, Python's max and min (a NaN in the
+    first operand stays)."""
+    w = simd.lanes(dtype)
+    rng = np.random.default_rng(3)
+    a = rng.uniform(-60, 60, 4 * w).astype(dtype)
+    a[:6] = [0.5, 1.5, 2.5, -0.5, -2.5, np.nan]                    # rint's ties; a NaN
+    b = rng.uniform(-3, 3, 4 * w).astype(dtype)
+    b[1] = a[1]                                                    # a tie for max and min
+    out = np.empty((12, 4 * w), dtype)
+    _arithmetic(a, b, out)
+    s = b[0]
+    with np.errstate(invalid="ignore"):
+        want = [a + b, a - b, a * b, a + s, s - a, s * a,
+                np.where(b > a, b, a), np.where(b < a, b, a), np.where(s > a, s, a), np.where(a < s, a, s),
+                np.rint(a), np.ldexp(np.ones_like(a), np.nan_to_num(np.rint(a)).astype(int))]
+    for row, (got, expected) in enumerate(zip(out, want)):
+        if row == 11:                                              # pow2 of a NaN is not defined
+            got, expected = got[6:], expected[6:]
+        np.testing.assert_array_equal(got, expected.astype(dtype), err_msg=f"row {row}")
+    assert np.isnan(out[6, 5]) and np.isnan(out[7, 5]) and out[8, 5] != out[8, 5]
+
+
 def test_lanes_rejects_other_dtypes():
     with pytest.raises(ValueError, match="float32 or float64"):
         simd.lanes(np.int32)

@@ -29,12 +29,13 @@ No bounds are checked: the callers index within arrays whose sizes they laid out
 """
 from __future__ import annotations
 
+import operator
 import os
 
 import numpy as np
 from llvmlite import ir
 from numba.core import cgutils, types
-from numba.core.extending import intrinsic, models, register_model
+from numba.core.extending import intrinsic, models, overload, register_model
 
 #: The vector widths the kernels are written for, by instruction set.
 WIDTHS = {"avx512": 64, "avx2": 32, "sse2": 16}
@@ -258,22 +259,102 @@ def lane(typingctx, v, i):
 
 @intrinsic
 def pow2(typingctx, k):
-    """``2**k`` for a float ``k`` holding an integer in the normal exponent range
-    (-126..127 in float32, -1022..1023 in float64), built from its IEEE-754 bits:
-    ``(k + bias) << mantissa_bits`` read as a float.  Vectorizes (``vcvttps2dq``,
-    shift, no memory)."""
-    if k not in (types.float32, types.float64):
+    """``2**k`` for a float ``k`` (or each lane of a vector) holding an integer in the
+    normal exponent range (-126..127 in float32, -1022..1023 in float64), built from its
+    IEEE-754 bits: ``(k + bias) << mantissa_bits`` read as a float.  Vectorizes
+    (``vcvttps2dq``, shift, no memory)."""
+    element = k.dtype if isinstance(k, Vector) else k
+    if element not in (types.float32, types.float64):
         return None
-    bits, mantissa, bias = (32, 23, 127) if k == types.float32 else (64, 52, 1023)
+    bits, mantissa, bias = (32, 23, 127) if element == types.float32 else (64, 52, 1023)
 
     def codegen(context, builder, sig, args):
         int_type = ir.IntType(bits)
+        if isinstance(k, Vector):
+            int_type = ir.VectorType(int_type, k.count)
         e = builder.fptosi(args[0], int_type)
-        e = builder.add(e, ir.Constant(int_type, bias))
-        e = builder.shl(e, ir.Constant(int_type, mantissa))
-        return builder.bitcast(e, context.get_value_type(k))
+        e = builder.add(e, _constant(int_type, bias))
+        e = builder.shl(e, _constant(int_type, mantissa))
+        return builder.bitcast(e, args[0].type)
 
     return k(k), codegen
+
+
+# ------------------------------------------------ arithmetic, as on scalars
+
+#: Fast-math flags of the vector arithmetic below: those of ``vmath``'s exp (``_jit.EXP_FASTMATH``),
+#: so ``p * r + c`` fuses into one multiply-add as in scalar code, and nothing is reassociated.
+ARITHMETIC_FLAGS = ("nsz", "arcp", "contract", "afn")
+
+
+def _constant(ty, value):
+    """An LLVM constant of scalar or vector type ``ty`` (a vector: ``value`` in every lane)."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [value] * ty.count)
+    return ir.Constant(ty, value)
+
+
+def _vector_binary(emit):
+    """An intrinsic ``f(a, b)`` on two vectors of one type, ``emit(builder, a, b)`` its code."""
+    @intrinsic
+    def binary(typingctx, a, b):
+        if not (isinstance(a, Vector) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return emit(builder, *args)
+
+        return a(a, b), codegen
+    return binary
+
+
+_add = _vector_binary(lambda b, x, y: b.fadd(x, y, flags=ARITHMETIC_FLAGS))
+_sub = _vector_binary(lambda b, x, y: b.fsub(x, y, flags=ARITHMETIC_FLAGS))
+_mul = _vector_binary(lambda b, x, y: b.fmul(x, y, flags=ARITHMETIC_FLAGS))
+# Python's max(x, y) and min(x, y): y only where it is strictly larger (smaller), so a NaN
+# in x stays, as numba's scalar max and min keep it.
+_max = _vector_binary(lambda b, x, y: b.select(b.fcmp_ordered(">", y, x), y, x))
+_min = _vector_binary(lambda b, x, y: b.select(b.fcmp_ordered("<", y, x), y, x))
+
+
+def _overload_binary(function, vector_op):
+    """``function(a, b)`` (an operator or builtin) for two vectors of one type, or a
+    vector and a scalar of its dtype in either order (the scalar in every lane)."""
+    @overload(function)
+    def implement(a, b):
+        if isinstance(a, Vector) and a == b:
+            return lambda a, b: vector_op(a, b)
+        if isinstance(a, Vector) and b == a.dtype:
+            return lambda a, b: vector_op(a, splat(b))
+        if isinstance(b, Vector) and a == b.dtype:
+            return lambda a, b: vector_op(splat(a), b)
+        return None
+
+
+for _function, _op in [(operator.add, _add), (operator.sub, _sub), (operator.mul, _mul), (max, _max), (min, _min)]:
+    _overload_binary(_function, _op)
+
+
+@intrinsic
+def _rint(typingctx, v):
+    """Each lane rounded to the nearest integer, ties to even (``llvm.rint``: ``vroundps``)."""
+    if not isinstance(v, Vector):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = args[0].type
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty]),
+                                            f"llvm.rint.v{ty.count}f{v.dtype.bitwidth}")
+        return builder.call(fn, args)
+
+    return v(v), codegen
+
+
+@overload(np.rint)
+def _rint_overload(v):
+    if isinstance(v, Vector):
+        return lambda v: _rint(v)
+    return None
 
 
 @intrinsic
@@ -289,4 +370,5 @@ def as_type_of(typingctx, value, like):
     return like(value, like), codegen
 
 
-__all__ = ["VECTOR_BYTES", "VECTOR_REGISTERS", "WIDTHS", "host_vector_bytes", "describe", "lanes", "Vector", "load", "store", "get", "put", "lanes_of", "splat", "fma", "maximum", "lane", "pow2", "as_type_of"]
+__all__ = ["VECTOR_BYTES", "VECTOR_REGISTERS", "WIDTHS", "host_vector_bytes", "describe", "lanes", "Vector", "load", "store", "get", "put", "lanes_of", "splat", "fma", "maximum", "lane", "pow2", "as_type_of",
+           "ARITHMETIC_FLAGS"]

@@ -10,15 +10,21 @@ from .tile import matmul_bias, matmul_rows
 from .vmath import exp
 
 
+#: Elements of a row whose max and sum of exponentials are taken together, while they
+#: are in L1 (4 KB of float32): one pass over the row from memory instead of two.
+CHUNK = 1024
+
+
 @njit()
-def _row_max(x):
-    """max of a non-empty 1-D array: four vectors of running maxima (independent
-    chains), combined at the end, then the elements after the last whole vector."""
-    n, w = x.shape[0], simd.lanes_of(x)
-    top = x[0]
-    if n >= 4 * w:
-        m0, m1, m2, m3 = simd.load(x, 0), simd.load(x, w), simd.load(x, 2 * w), simd.load(x, 3 * w)
-        for j in range(4 * w, n - 4 * w + 1, 4 * w):
+def _max_of(x, a, b):
+    """max of ``x[a:b]`` (b > a): four vectors of running maxima (independent chains),
+    combined at the end, then the elements after the last four whole vectors."""
+    w = simd.lanes_of(x)
+    top = x[a]
+    j = a
+    if b - a >= 4 * w:
+        m0, m1, m2, m3 = simd.load(x, a), simd.load(x, a + w), simd.load(x, a + 2 * w), simd.load(x, a + 3 * w)
+        for j in range(a + 4 * w, b - 4 * w + 1, 4 * w):
             m0 = simd.maximum(m0, simd.load(x, j))
             m1 = simd.maximum(m1, simd.load(x, j + w))
             m2 = simd.maximum(m2, simd.load(x, j + 2 * w))
@@ -26,26 +32,59 @@ def _row_max(x):
         m0 = simd.maximum(simd.maximum(m0, m1), simd.maximum(m2, m3))
         for i in range(w):
             top = max(top, simd.lane(m0, i))
-    for j in range(n - n % (4 * w), n):
-        top = max(top, x[j])
+        j = a + (b - a) // (4 * w) * 4 * w
+    for i in range(j, b):
+        top = max(top, x[i])
     return top
 
 
 @njit()
-def _sum_exp(x, top):
-    """sum(exp(x - top)) of a 1-D array (vectorized; reassociated into several partial sums)."""
-    total = x[0] - x[0]
-    for j in range(x.shape[0]):
-        total += exp(x[j] - top)
+def _sum_exp(x, a, b, top):
+    """sum(exp(x[a:b] - top)): :func:`vmath.exp` a whole vector at a time (the CPU's full
+    width), into two vectors of partial sums, then the elements after the last whole
+    vector."""
+    w = simd.lanes_of(x)
+    t = simd.splat(top)
+    s0 = t - t
+    s1 = s0
+    j = a
+    for j in range(a, b - 2 * w + 1, 2 * w):
+        s0 = s0 + exp(simd.load(x, j) - t)
+        s1 = s1 + exp(simd.load(x, j + w) - t)
+    j = a + (b - a) // (2 * w) * 2 * w
+    if b - j >= w:
+        s0 = s0 + exp(simd.load(x, j) - t)
+        j += w
+    s0 = s0 + s1
+    total = top - top
+    for i in range(w):
+        total += simd.lane(s0, i)
+    for i in range(j, b):
+        total += exp(x[i] - top)
     return total
 
 
 @njit()
 def log_softmax_row(x):
-    """x <- log_softmax(x) for a non-empty 1-D array, in place: ``x - (max + log(sum(exp(x - max))))``."""
-    top = _row_max(x)
-    shift = top + np.log(_sum_exp(x, top))
-    for j in range(x.shape[0]):
+    """x <- log_softmax(x) for a non-empty 1-D C-contiguous array, in place:
+    ``x - (max + log(sum(exp(x - max))))``.  The max and the sum are taken chunk by chunk
+    (:data:`CHUNK`), each chunk's sum relative to its own max and the running sum
+    rescaled to the larger max as the chunks come (the online softmax's rule, once a
+    chunk), so the row is read once from memory for both; then the subtraction."""
+    n = x.shape[0]
+    top = _max_of(x, 0, min(CHUNK, n))
+    total = _sum_exp(x, 0, min(CHUNK, n), top)
+    for a in range(CHUNK, n, CHUNK):
+        b = min(a + CHUNK, n)
+        m = _max_of(x, a, b)
+        s = _sum_exp(x, a, b, m)
+        if m > top:
+            total = total * exp(top - m) + s
+            top = m
+        else:
+            total += s * exp(m - top)
+    shift = top + np.log(total)
+    for j in range(n):
         x[j] -= shift
 
 
