@@ -391,10 +391,14 @@ def test_every_layout_and_schedule_equals_the_reference(cell, dtype, parts):
 
 
 def test_auto_splits_by_columns_when_the_batch_is_small():
-    threads = 16
+    threads, enough = 16, fast.driver.ROWS_PER_THREAD
+    assert enough == max(4, fast.tile.MAX_ROWS // 2)                                # 6 on AVX-512, else 4
     assert fast.driver.recurrence_split(10, 16, threads=threads)[1] == 16           # 10 rows, 16 threads
-    rows, cols = fast.driver.recurrence_split(64, 16, threads=threads)               # 4 rows a thread
+    rows, cols = fast.driver.recurrence_split(enough * threads, 16, threads=threads)  # enough rows a thread
     assert cols == 1 and len(rows) == 17
+    assert fast.driver.recurrence_split(enough * threads - 1, 16, threads=threads)[1] == 16
+    # Table 1's batch of 10 on 2 threads: 5 rows a thread, by columns where a tile has 12 rows
+    assert fast.driver.recurrence_split(10, 16, threads=2)[1] == (2 if fast.tile.MAX_ROWS == 12 else 1)
     assert fast.driver.recurrence_split(10, 5, threads=threads)[1] == 5              # at most one thread a group
     assert fast.driver.recurrence_split(10, 1, threads=threads)[1] == 1              # one group: by rows
     rows, cols = fast.driver.recurrence_split(10, 16, threads=1)                     # one thread: all rows

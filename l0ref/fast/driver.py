@@ -27,7 +27,7 @@ from .softmax import output_log_probs
 from . import lanes as lanes_mod
 from . import sparse as sparse_mod
 from .sync import aborted, barrier_safe, new_sync
-from .tile import chunks, matmul_bias, pack_panels, pad_panels, panel_width, split
+from .tile import MAX_ROWS, chunks, matmul_bias, pack_panels, pad_panels, panel_width, split
 
 
 @dataclass(frozen=True)
@@ -321,8 +321,14 @@ def prepare(config, params: dict, parts: int | None = None, sparse: str = "auto"
 # --------------------------------------------------------------------- driver
 
 
-#: Below this many rows of the batch per thread, "auto" splits a recurrence by columns.
-ROWS_PER_THREAD = 4
+#: Below this many rows of the batch per thread, "auto" splits a recurrence by columns:
+#: 4, or half a product tile where that is more (6 of AVX-512's 12 rows): a thread with
+#: fewer runs its tile half empty and reads all the recurrent weights at every step for a
+#: few rows, where split by columns a batch of up to a tile fills it and each thread reads
+#: its own columns only (``benchmarks/schedules.py`` on the 16-core AVX-512 machine, batch
+#: 10, 2 threads: columns 1.03x faster for the compact LSTM, 1.02x GRU, 1.26x RHN; on
+#: 2-core AVX2 machines, whose tile has 6 rows, rows were faster at 5 rows a thread).
+ROWS_PER_THREAD = max(4, MAX_ROWS // 2)
 #: ``schedule=`` of :func:`run_layer`.
 SCHEDULES = ("auto", "rows", "columns")
 
