@@ -21,28 +21,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from l0ref import models as model  # noqa: E402
-from l0ref.experiments.table1 import BATCH, MATMUL_N, STEPS, rerun_with_thread_env, try_torch  # noqa: E402
+from l0ref.experiments.table1 import BATCH, MATMUL_N, STEPS, rerun_with_thread_env, torch_layers, torch_model, try_torch  # noqa: E402
 from l0ref.gates import PARAMS_KEY  # noqa: E402
 from profile_compact import CONFIGS  # noqa: E402
 
 
 def stages(torch, params: dict, tokens_t):
-    """(name, function) of each stage, the input of each made once beforehand."""
-    nn, config = torch.nn, CONFIGS["lstm"]
-    emb = nn.Embedding(config.vocab_size, config.emb_size)
-    emb.weight.data = torch.from_numpy(params["emb"])
-    rnns, m = [], config.emb_size
-    for p, n in zip(params["layers"], config.hidden_sizes):
-        rnn = nn.LSTM(m, n)
-        rnn.weight_ih_l0.data = torch.from_numpy(p["W"])
-        rnn.weight_hh_l0.data = torch.from_numpy(p["U"])
-        rnn.bias_ih_l0.data = torch.from_numpy(p["b"])
-        rnn.bias_hh_l0.data = torch.zeros_like(rnn.bias_hh_l0)
-        rnns.append(rnn)
-        m = n
-    out = nn.Linear(m, config.vocab_size)
-    out.weight.data = torch.from_numpy(params["out_W"])
-    out.bias.data = torch.from_numpy(params["out_b"])
+    """(name, function) of each stage (``table1.torch_layers``), the input of each made once beforehand."""
+    emb, rnns, out = torch_layers(torch, CONFIGS["lstm"], params)
     with torch.inference_mode():
         inputs = [emb(tokens_t)]
         for rnn in rnns:
@@ -53,12 +39,8 @@ def stages(torch, params: dict, tokens_t):
     named += [("softmax product (nn.Linear)", lambda: out(inputs[-1])),
               ("log-softmax", lambda: torch.log_softmax(logits, dim=-1))]
 
-    def whole():
-        x = emb(tokens_t)
-        for rnn in rnns:
-            x, _ = rnn(x)
-        return torch.log_softmax(out(x), dim=-1)
-    return named + [("whole forward", whole)]
+    whole = torch_model(torch, CONFIGS["lstm"], params)          # table1.py's PyTorch run
+    return named + [("whole forward", lambda: whole(tokens_t))]
 
 
 def main(argv=None) -> int:

@@ -123,8 +123,9 @@ def try_torch():
     return torch
 
 
-def torch_model(torch, config: ModelConfig, params: dict):
-    """A PyTorch twin of the compact/vanilla model with l0ref's weights; a function tokens -> logp."""
+def torch_layers(torch, config: ModelConfig, params: dict):
+    """PyTorch twins of the model's layers with l0ref's weights: (``nn.Embedding``, one
+    ``nn.LSTM`` / ``nn.GRU`` per layer, ``nn.Linear``)."""
     nn = torch.nn
     emb = nn.Embedding(config.vocab_size, config.emb_size)
     emb.weight.data = torch.from_numpy(params["emb"])
@@ -145,6 +146,12 @@ def torch_model(torch, config: ModelConfig, params: dict):
     out = nn.Linear(m, config.vocab_size)
     out.weight.data = torch.from_numpy(params["out_W"])
     out.bias.data = torch.from_numpy(params["out_b"])
+    return emb, layers, out
+
+
+def torch_model(torch, config: ModelConfig, params: dict):
+    """A PyTorch twin of the compact/vanilla model with l0ref's weights; a function tokens -> logp."""
+    emb, layers, out = torch_layers(torch, config, params)
 
     def run(tokens_t):
         with torch.inference_mode():
