@@ -37,11 +37,17 @@ preactivation gate closed, or every weight of the rows gated off).  Reported per
 type i, f, g, o as the fraction of the live hidden units of the layer(s).
 
 Results go to ``benchmarks/results/gate_structure/<task>_lam<L>/`` (the run directories,
-``results.json``; the unpruned run does not depend on L and is run again with each).
-``report`` picks, per task, the lambda by a rule on validation data alone (:func:`choose`:
-the largest whose W+G+N run is within 2 accuracy points, or 2% perplexity, of the unpruned
-run on valid), writes ``table.md`` (the chosen runs, then every run), ``gate_structure.json``
-and ``gate_structure.png`` there and copies the last two to ``docs/data`` and ``docs/figures``.
+``results.json``).  The unpruned run does not depend on L: a finished one of the same task
+and settings in another ``<task>_lam*/`` is copied (:func:`reuse_base`), else it is trained.
+``--configs N,W+G+N`` runs only those (and the unpruned one, which the timing needs).
+``report`` reads every result, those under ``--out`` and those of the last report kept in
+``docs/data/gate_structure.json`` (:func:`load_docs`: run folders are not in the repository),
+picks, per task, the lambda by a rule on validation data alone (:func:`choose`: the largest
+whose W+G+N run is within 2 accuracy points, or 2% perplexity, of the unpruned run on
+valid), compares W+G+N with N at the same quality across every lambda (:func:`same_quality`),
+writes ``table.md`` (the chosen runs, every run, the comparison), ``gate_structure.json``,
+``gate_structure.png`` (constant gates) and ``gate_speed_quality.png`` (valid quality
+against speedup) there and copies all but the table to ``docs/data`` and ``docs/figures``.
 """
 from __future__ import annotations
 
@@ -100,6 +106,31 @@ def corpus_spec(task: dict) -> dict:
     d = Path(task["data"]) / "classification" / task["folder"]
     return {"train": str(d / "train.tsv"), "valid": str(d / "valid.tsv"), "test": str(d / "test.tsv"),
             "max_vocab": 20000, "max_len": 200, "lowercase": True}
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj))
+
+
+def reuse_base(name: str, task: dict, out: Path) -> Path | None:
+    """The unpruned run does not depend on lambda: copy a finished one of the same task and
+    settings from a sibling ``<task>_lam*`` folder instead of training it again (its train
+    and model settings compared in its summary).  The folder it came from, or None."""
+    if (out / "base").exists():
+        return None
+    want = {"train": _jsonable(train_config(task, "base").to_dict()),
+            "model": _jsonable(dict(task["model"], cell="lstm", gate_families=CONFIGS["base"]))}
+    for other in sorted(out.parent.glob(f"{name}_lam*/base/summary.json")):
+        if other.parent.parent == out or not (other.parent / "compact.npz").exists() \
+                or not (other.parent / "checkpoint.npz").exists():
+            continue
+        s = json.loads(other.read_text())
+        model = s.get("config", {}).get("model", {})
+        if s.get("config", {}).get("train") == want["train"] and all(model.get(k) == v for k, v in want["model"].items()):
+            shutil.copytree(other.parent, out / "base")
+            print(f"[{name} base] the same unpruned run as {other.parent}: copied", flush=True)
+            return other.parent
+    return None
 
 
 def run_one(name: str, task: dict, config: str, out: Path, lm_corpus=None) -> dict:
@@ -264,6 +295,12 @@ def run_task(name: str, args) -> None:
     if args.lam is not None:
         task["lam"] = args.lam
     task["finetune"] = args.finetune
+    if args.configs is not None:
+        wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+        unknown = [c for c in wanted if c not in task["configs"]]
+        if unknown:
+            raise SystemExit(f"--configs: {', '.join(unknown)} not among {name}'s runs {task['configs']}")
+        task["configs"] = ["base", *(c for c in task["configs"] if c in wanted and c != "base")]
     out = Path(args.out) / (f"{name}_lam{task['lam']:g}" + (f"_ft{args.finetune:g}" if args.finetune else ""))
     out.mkdir(parents=True, exist_ok=True)
     lm_corpus = None
@@ -271,6 +308,7 @@ def run_task(name: str, args) -> None:
         import ptb_experiments as ptb
         lm_corpus = ptb.load_data(Path(args.data) / "ptb")
     t0 = time.perf_counter()
+    reuse_base(name, task, out)
     summaries = {c: run_one(name, task, c, out, lm_corpus) for c in task["configs"]}
     print(f"[{name}] timing every compact model, interleaved ...", flush=True)
     times = time_all(task, out, task["configs"], lm_corpus)
@@ -321,11 +359,84 @@ def choose(docs: list) -> dict:
     return chosen
 
 
+def _at_least_as_good(q: float, ref: float, metric: str) -> bool:
+    return q >= ref if metric == "accuracy" else q <= ref
+
+
+def same_quality(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") -> dict:
+    """Issue 12's second target, W+G+N's compact model no slower than N's at the same quality,
+    measured across every lambda of a task (no fine-tuning): for each N run, the W+G+N runs at
+    least as good on valid, and the fastest of them.  Speed as the speedup over the full-size
+    model timed in the same process (``full_ms / ms``), since the runs of different lambdas
+    were timed in different processes.  Per task: ``{"pairs": [{"ref": point, "best": point
+    or None, "verdict": "no slower" | "slower" | "none as good"}], "met": bool}``, a point
+    ``{"lam", "valid", "test", "speedup", "ms"}``."""
+    result = {}
+    for task in TASKS:
+        mine = [d for d in docs if d["task"] == task and not d.get("finetune")]
+        points = {fast_config: [], ref_config: []}
+        metric = None
+        for d in sorted(mine, key=lambda d: d["lam"]):
+            for r in d["rows"]:
+                if r["config"] in points and r.get("ms"):
+                    metric = r["metric"]
+                    points[r["config"]].append({"lam": d["lam"], "valid": r["valid"], "test": r["quality"],
+                                                "speedup": r["full_ms"] / r["ms"], "ms": r["ms"]})
+        if not points[ref_config] or not points[fast_config]:
+            continue
+        pairs = []
+        for ref in points[ref_config]:
+            good = [w for w in points[fast_config] if _at_least_as_good(w["valid"], ref["valid"], metric)]
+            best = max(good, key=lambda w: w["speedup"]) if good else None
+            verdict = "none as good" if best is None else ("no slower" if best["speedup"] >= ref["speedup"] else "slower")
+            pairs.append({"ref": ref, "best": best, "verdict": verdict})
+        result[task] = {"metric": metric, "pairs": pairs, "met": all(p["verdict"] == "no slower" for p in pairs)}
+    return result
+
+
+def format_same_quality(result: dict) -> str:
+    lines = ["| task | N (lambda) | valid | speedup | fastest W+G+N at least as good on valid (lambda) | valid "
+             "| speedup | W+G+N against N |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for task, res in result.items():
+        fmt = (lambda q: f"{100 * q:.1f}%") if res["metric"] == "accuracy" else (lambda q: f"{q:.1f}")
+        for pair in res["pairs"]:
+            ref, best = pair["ref"], pair["best"]
+            if best is None:
+                tail = "- | - | - | no W+G+N run as good"
+            else:
+                ratio = best["speedup"] / ref["speedup"]
+                tail = (f"{best['lam']:g} | {fmt(best['valid'])} | {best['speedup']:.2f}x | "
+                        + (f"{ratio:.2f}x as fast" if ratio >= 1 else f"{1 / ratio:.2f}x slower"))
+            lines.append(f"| {task} | {ref['lam']:g} | {fmt(ref['valid'])} | {ref['speedup']:.2f}x | {tail} |")
+    return "\n".join(lines)
+
+
+def _key(doc: dict) -> tuple:
+    return doc["task"], float(doc["lam"]), float(doc.get("finetune") or 0.0)
+
+
+def load_docs(out: Path, published: Path = REPO / "docs" / "data" / "gate_structure.json") -> list:
+    """Every task command's results: those of ``published`` (the last report's, kept in the
+    repository) and those under ``out`` (``<task>_lam<L>/results.json``; a new one of the same
+    task, lambda and fine-tuning replaces the published one), so a report made where the run
+    folders of earlier sessions are gone still has every result."""
+    docs = {}
+    if published.exists():
+        for doc in json.loads(published.read_text())["tasks"]:
+            doc = {k: v for k, v in doc.items() if k != "chosen"}
+            docs[_key(doc)] = doc
+    for path in sorted(out.glob("*/results.json")):
+        doc = json.loads(path.read_text())
+        docs[_key(doc)] = doc
+    return list(docs.values())
+
+
 def report(args) -> None:
     out = Path(args.out)
-    docs = [json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))]
+    docs = load_docs(out)
     if not docs:
-        raise SystemExit(f"no results under {out}; run a task first")
+        raise SystemExit(f"no results under {out} nor in docs/data/gate_structure.json; run a task first")
+    out.mkdir(parents=True, exist_ok=True)
     order = lambda d: (list(TASKS).index(d["task"]), d["lam"])  # noqa: E731
     tuned = sorted((d for d in docs if d.get("finetune")), key=order)
     docs = sorted((d for d in docs if not d.get("finetune")), key=order)
@@ -339,10 +450,18 @@ def report(args) -> None:
     if tuned:
         text += ("\nWith fine-tuning (" + ", ".join(f"{d['task']} lambda {d['lam']:g}: last {100 * d['finetune']:g}%"
                                                for d in tuned) + "):\n\n" + format_table(tuned, lam=True) + "\n")
+    same = same_quality(docs)
+    text += ("\nW+G+N against N at the same quality (every lambda; speedup over the full-size model "
+             "timed in the same process; target met on: "
+             + (", ".join(t for t, r in same.items() if r["met"]) or "none") + "):\n\n"
+             + format_same_quality(same) + "\n")
     (out / "table.md").write_text(text)
     docs = docs + tuned
-    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs}, indent=1) + "\n")
+    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs, "same_quality": same},
+                                                        indent=1) + "\n")
     plot([d for d in docs if not d.get("finetune")], out / "gate_structure.png")
+    plot_speed_quality([d for d in docs if not d.get("finetune")], out / "gate_speed_quality.png")
+    shutil.copy(out / "gate_speed_quality.png", REPO / "docs" / "figures" / "gate_speed_quality.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
     shutil.copy(out / "gate_structure.png", REPO / "docs" / "figures" / "gate_structure.png")
@@ -383,6 +502,45 @@ def plot(docs, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_speed_quality(docs, path: Path) -> None:
+    """Per task: valid quality against the compact model's speedup over the full-size one
+    (timed in the same process), one line per run type through its lambdas; the unpruned
+    run's valid quality dashed.  Up and right is better (the perplexity axis inverted)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = [t for t in TASKS if any(d["task"] == t for d in docs)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
+    styles = {"N": ("#4c72b0", "o"), "W+N": ("#8172b3", "s"), "W+G+N": ("#c44e52", "D"), "W+G+N+V": ("#55a868", "^")}
+    for ax, task in zip(axes[0], tasks):
+        mine = sorted((d for d in docs if d["task"] == task), key=lambda d: d["lam"])
+        metric = mine[0]["rows"][0]["metric"]
+        scale = 100 if metric == "accuracy" else 1
+        for config, (color, marker) in styles.items():
+            pts = [(d["lam"], r) for d in mine for r in d["rows"] if r["config"] == config and r.get("ms")]
+            if not pts:
+                continue
+            xs = [r["full_ms"] / r["ms"] for _, r in pts]
+            ys = [scale * r["valid"] for _, r in pts]
+            ax.plot(xs, ys, color=color, marker=marker, label=config, lw=1)
+            for (lam, _), x, y in zip(pts, xs, ys):
+                ax.annotate(f"{lam:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color)
+        bases = [scale * r["valid"] for d in mine for r in d["rows"] if r["config"] == "base"]
+        if bases:
+            ax.axhline(bases[0], color="grey", ls="--", lw=1, label="unpruned")
+        if metric != "accuracy":
+            ax.invert_yaxis()                                   # up is better in every panel
+        ax.set_xlabel("compact model's speedup over the full-size one (x)")
+        ax.set_ylabel("valid accuracy (%)" if metric == "accuracy" else "valid perplexity")
+        ax.set_title(f"{task} (labels: lambda)", fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Quality against speed, every lambda (one thread; benchmarks/gate_structure.py)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=[*TASKS, "report"])
@@ -391,6 +549,8 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
     p.add_argument("--finetune", type=float, default=0.0, metavar="F",
                    help="fine-tune the last fraction F of every run with the structure fixed (default 0)")
+    p.add_argument("--configs", default=None, metavar="C,C",
+                   help="only these runs (and the unpruned one, which the timing needs), e.g. N,W+G+N")
     p.add_argument("--lam", type=float, default=None,
                    help="the lambda multiplier of every pruned run (default: the task's; results in "
                    "<task>_lam<L>/, the report chooses among them on valid)")

@@ -1,6 +1,9 @@
 """One hypothesis profile for the whole suite: no deadline (numba compiles on first use and
 gradient checks are slow by design), no health check for slow data generation.  Tests
 set only how many examples they draw."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -53,3 +56,14 @@ def rewrite_checkpoint(path, out, edit_header=None, edit_arrays=None):
         edit_arrays(arrays)
     ckpt.save_npz(out, header, arrays)
     return out
+
+
+# --- A script of benchmarks/ as a module (tests/test_experiments.py, test_gate_structure.py) ---
+
+def load_benchmark(name: str):
+    """``benchmarks/<name>.py`` imported as a module of that name, its ``main`` not run."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -6,22 +6,18 @@ works end to end and that its outputs say what they should.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "ptb_experiments.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def ptb():
-    spec = importlib.util.spec_from_file_location("ptb_experiments", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ptb_experiments")
 
 
 def _write_fake_ptb(root: Path, n_lines: int, seed: int) -> None:

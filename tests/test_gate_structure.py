@@ -1,0 +1,106 @@
+"""The gate-structure experiment's bookkeeping (benchmarks/gate_structure.py): which results
+a report sees, the lambda rule, the same-quality comparison of issue 12's second target,
+and the reuse of the unpruned run across lambdas.  The runs themselves take minutes each and
+need the shared data; these are the script's decisions on results written here."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import load_benchmark
+
+
+@pytest.fixture(scope="module")
+def gs():
+    return load_benchmark("gate_structure")
+
+
+def _row(config, valid, ms, full_ms=10.0, metric="accuracy"):
+    return {"config": config, "valid": valid, "quality": valid, "ms": ms, "full_ms": full_ms, "metric": metric}
+
+
+def _doc(task, lam, rows, finetune=0.0):
+    return {"task": task, "lam": lam, "finetune": finetune, "rows": rows}
+
+
+def test_load_docs_merges_published_and_new_results(gs, tmp_path):
+    published = tmp_path / "published.json"
+    old = [_doc("rt", 0.6, [_row("base", 0.77, 2.0)]), _doc("rt", 1.0, [_row("base", 0.70, 2.0)])]
+    published.write_text(json.dumps({"chosen": {"rt": 0.6}, "tasks": [dict(old[0], chosen=True), old[1]]}))
+    out = tmp_path / "out"
+    (out / "rt_lam1").mkdir(parents=True)
+    (out / "rt_lam1" / "results.json").write_text(json.dumps(_doc("rt", 1.0, [_row("base", 0.75, 2.0)])))
+    (out / "r8_lam1").mkdir()
+    (out / "r8_lam1" / "results.json").write_text(json.dumps(_doc("r8", 1, [_row("base", 0.9, 2.0)])))
+    docs = {(d["task"], d["lam"]): d for d in gs.load_docs(out, published)}
+    assert set(docs) == {("rt", 0.6), ("rt", 1.0), ("r8", 1)}
+    assert docs[("rt", 1.0)]["rows"][0]["valid"] == 0.75           # the new result wins
+    assert "chosen" not in docs[("rt", 0.6)]                        # the report decides that again
+    assert gs.load_docs(tmp_path / "none", tmp_path / "missing.json") == []
+
+
+def test_choose_takes_the_largest_lambda_within_two_points_on_valid(gs):
+    docs = [_doc("rt", lam, [_row("base", 0.77, 2.0), _row("W+G+N", v, 1.0)])
+            for lam, v in ((0.3, 0.76), (0.6, 0.751), (1.0, 0.74))]
+    assert gs.choose(docs) == {"rt": 0.6}
+    lm = [_doc("ptb", lam, [_row("base", 100.0, 2.0, metric="perplexity"), _row("W+G+N", v, 1.0, metric="perplexity")])
+          for lam, v in ((2, 101.0), (4, 103.0))]
+    assert gs.choose(lm) == {"ptb": 2}
+
+
+def test_same_quality_pairs_each_n_run_with_the_fastest_wgn_at_least_as_good(gs):
+    docs = [_doc("r8", 0.6, [_row("N", 0.90, 4.0), _row("W+G+N", 0.89, 4.0)]),
+            _doc("r8", 0.8, [_row("N", 0.88, 2.5), _row("W+G+N", 0.905, 3.0)]),
+            _doc("r8", 1.0, [_row("N", 0.95, 2.0), _row("W+G+N", 0.89, 2.0, full_ms=5.0)]),
+            _doc("r8", 2.0, [_row("W+G+N", 0.91, 1.0)], finetune=0.2)]       # fine-tuned: not a candidate
+    res = gs.same_quality(docs)["r8"]
+    verdicts = [(p["ref"]["lam"], p["best"] and p["best"]["lam"], p["verdict"]) for p in res["pairs"]]
+    # N 0.6 (0.90, 2.5x): W+G+N 0.8 (0.905, 3.33x) is as good and faster; N 0.8 (0.88, 4x):
+    # the W+G+N runs as good are 0.6 (2.5x), 0.8 (3.33x), 1.0 (2.5x, its full model timed at 5 ms)
+    assert verdicts == [(0.6, 0.8, "no slower"), (0.8, 0.8, "slower"), (1.0, None, "none as good")]
+    assert res["met"] is False
+    assert res["pairs"][0]["best"]["speedup"] == pytest.approx(10 / 3)
+    text = gs.format_same_quality({"r8": res})
+    assert "1.33x as fast" in text and "1.20x slower" in text and "no W+G+N run as good" in text
+
+
+def test_same_quality_for_perplexity_means_lower_is_as_good(gs):
+    docs = [_doc("ptb", 2, [_row("N", 180.0, 5.0, metric="perplexity"), _row("W+G+N", 179.0, 4.0, metric="perplexity")])]
+    res = gs.same_quality(docs)["ptb"]
+    assert res["pairs"][0]["verdict"] == "no slower" and res["met"]
+
+
+def _finished_base(gs, folder: Path, task: dict) -> None:
+    folder.mkdir(parents=True)
+    for name in ("compact.npz", "checkpoint.npz"):
+        (folder / name).write_bytes(b"x")
+    config = {"train": gs.train_config(task, "base").to_dict(),
+              "model": dict(task["model"], cell="lstm", gate_families=["neurons"], vocab_size=50)}
+    (folder / "summary.json").write_text(json.dumps({"config": config}))
+
+
+def test_reuse_base_copies_the_same_unpruned_run_from_another_lambda(gs, tmp_path):
+    task = dict(gs.TASKS["r8"], data=str(tmp_path), finetune=0.0, lam=1.5)
+    _finished_base(gs, tmp_path / "r8_lam1" / "base", dict(task, lam=1.0))
+    out = tmp_path / "r8_lam1.5"
+    out.mkdir()
+    assert gs.reuse_base("r8", task, out) == tmp_path / "r8_lam1" / "base"
+    assert (out / "base" / "compact.npz").read_bytes() == b"x"
+    assert gs.reuse_base("r8", task, out) is None                   # there already: left alone
+
+
+def test_reuse_base_refuses_other_settings(gs, tmp_path):
+    task = dict(gs.TASKS["r8"], data=str(tmp_path), finetune=0.0, lam=1.5)
+    _finished_base(gs, tmp_path / "r8_lam1" / "base", dict(task, epochs=3))        # trained 3 epochs
+    _finished_base(gs, tmp_path / "r8_lam2" / "base", dict(task, model=dict(emb_size=64, hidden_sizes=(128,))))
+    out = tmp_path / "r8_lam1.5"
+    out.mkdir()
+    assert gs.reuse_base("r8", task, out) is None
+    assert not (out / "base").exists()
+
+
+def test_configs_option_names_unknown_runs(gs, tmp_path):
+    with pytest.raises(SystemExit, match="W\\+G\\+N\\+V not among ptb"):
+        gs.main(["ptb", "--configs", "N,W+G+N+V", "--out", str(tmp_path), "--data", str(tmp_path)])
