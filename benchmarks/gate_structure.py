@@ -475,7 +475,8 @@ def plot(docs, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(14, 4.4))
+    groups = sum("G" in r["config"] for doc in docs for r in doc["rows"])
+    fig, ax = plt.subplots(figsize=(max(14.0, 0.75 * groups), 4.8))
     colors = {"i": "#4c72b0", "f": "#dd8452", "g": "#55a868", "o": "#c44e52"}
     x = 0.0
     ticks, labels = [], []
@@ -491,7 +492,7 @@ def plot(docs, path: Path) -> None:
             labels.append(f"{doc['task']} {r['config']}\nλ={doc['lam']:g}{' *' if doc.get('chosen') else ''}")
             x += 1.2
         x += 0.4
-    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_xticks(ticks, labels, fontsize=7, rotation=35, ha="right")
     ax.set_ylabel("live units with the gate constant (%)")
     ax.set_ylim(0, 100)
     ax.legend(title="gate", ncols=4, loc="upper left")

@@ -97,9 +97,15 @@ def _rhn_update(a, q, out, k):
 
 @njit()
 def _expand(row, pos, base, count, out):
-    """``out[i] = row[pos[base + i]]`` for i < count: a group's gates in the plain order."""
+    """``out[i] = row[pos[base + i]]`` for i < count: a group's gates in the plain order.
+
+    Sliced first and indexed unsigned (``pos`` holds column numbers, never negative): a
+    signed index makes numba wrap negative ones around, and that branch kept LLVM from
+    turning the loop into vector gathers (3x slower: 141 against 44 ns for a row of 184
+    gates on the 2-core Xeon)."""
+    p, o = pos[base:base + count], out[:count]
     for i in range(count):
-        out[i] = row[pos[base + i]]
+        o[i] = row[np.uint64(p[i])]
 
 
 @njit()
