@@ -94,7 +94,7 @@ LM_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.4, weight_decay=1
 
 def train_config(task: dict, config: str) -> training.TrainConfig:
     base = dict(CLASSIFY_TRAIN if task["kind"] == "classify" else LM_TRAIN, epochs=task["epochs"],
-                finetune=task.get("finetune", 0.0))
+                finetune=task.get("finetune", 0.0), seed=task.get("seed", 0))
     lam = 0.0 if config == "base" else task["lam"]
     extra = {"log_alpha_init": 10.0} if config == "base" else {"log_alpha_init": 1.0}
     if task["kind"] == "lm":
@@ -301,7 +301,9 @@ def run_task(name: str, args) -> None:
         if unknown:
             raise SystemExit(f"--configs: {', '.join(unknown)} not among {name}'s runs {task['configs']}")
         task["configs"] = ["base", *(c for c in task["configs"] if c in wanted and c != "base")]
-    out = Path(args.out) / (f"{name}_lam{task['lam']:g}" + (f"_ft{args.finetune:g}" if args.finetune else ""))
+    task["seed"] = args.seed
+    out = Path(args.out) / (f"{name}_lam{task['lam']:g}" + (f"_ft{args.finetune:g}" if args.finetune else "")
+                            + (f"_seed{args.seed}" if args.seed else ""))
     out.mkdir(parents=True, exist_ok=True)
     lm_corpus = None
     if task["kind"] == "lm":
@@ -313,7 +315,8 @@ def run_task(name: str, args) -> None:
     print(f"[{name}] timing every compact model, interleaved ...", flush=True)
     times = time_all(task, out, task["configs"], lm_corpus)
     rows = [row(name, c, summaries[c], compact_mod.load(out / c / "compact.npz"), times) for c in task["configs"]]
-    doc = {"task": name, "note": task["note"], "lam": task["lam"], "finetune": task["finetune"], "epochs": task["epochs"],
+    doc = {"task": name, "note": task["note"], "lam": task["lam"], "finetune": task["finetune"], "seed": task["seed"],
+           "epochs": task["epochs"],
            "minutes_per_run": task["minutes"], "model": task["model"], "times_ms": times, "rows": rows,
            "wall_seconds": time.perf_counter() - t0}
     (out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
@@ -373,7 +376,7 @@ def same_quality(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
     ``{"lam", "valid", "test", "speedup", "ms"}``."""
     result = {}
     for task in TASKS:
-        mine = [d for d in docs if d["task"] == task and not d.get("finetune")]
+        mine = [d for d in docs if d["task"] == task and not _variant(d)]
         points = {fast_config: [], ref_config: []}
         metric = None
         for d in sorted(mine, key=lambda d: d["lam"]):
@@ -412,7 +415,58 @@ def format_same_quality(result: dict) -> str:
 
 
 def _key(doc: dict) -> tuple:
-    return doc["task"], float(doc["lam"]), float(doc.get("finetune") or 0.0)
+    return doc["task"], float(doc["lam"]), float(doc.get("finetune") or 0.0), int(doc.get("seed") or 0)
+
+
+def _variant(doc: dict) -> bool:
+    """A fine-tuned run or another seed: reported apart, never a candidate of the lambda rule."""
+    return bool(doc.get("finetune")) or bool(doc.get("seed"))
+
+
+def seed_spread(docs: list) -> list:
+    """Per task, lambda and run type that ran with other seeds (``--seed``; no fine-tuning):
+    the valid and test quality and the recurrent weights removed of each seed (seed 0
+    first), their means, and the mean's difference to the unpruned runs' mean over the
+    same seeds."""
+    plain = [d for d in docs if not d.get("finetune")]
+    groups = sorted({(d["task"], d["lam"]) for d in plain if d.get("seed")},
+                    key=lambda k: (list(TASKS).index(k[0]), k[1]))
+    out = []
+    for task, lam in groups:
+        mine = sorted((d for d in plain if d["task"] == task and d["lam"] == lam), key=lambda d: d.get("seed") or 0)
+        configs = [r["config"] for r in mine[-1]["rows"]]
+        by = {c: [(d.get("seed") or 0, r) for d in mine for r in d["rows"] if r["config"] == c] for c in configs}
+        base_seeds = {seed: r for seed, r in by.get("base", [])}
+        for c in configs:
+            seeds = [seed for seed, _ in by[c]]
+            rows = [r for _, r in by[c]]
+            bases = [base_seeds[seed] for seed in seeds if seed in base_seeds]
+            entry = {"task": task, "lam": lam, "config": c, "seeds": seeds, "metric": rows[0]["metric"],
+                     "valid": [r["valid"] for r in rows], "test": [r["quality"] for r in rows],
+                     "removed": [r["removed"] for r in rows]}
+            for k in ("valid", "test", "removed"):
+                entry[f"{k}_mean"] = float(np.mean(entry[k]))
+            if len(bases) == len(rows) and c != "base":
+                entry["valid_gap"] = entry["valid_mean"] - float(np.mean([b["valid"] for b in bases]))
+                entry["test_gap"] = entry["test_mean"] - float(np.mean([b["quality"] for b in bases]))
+            out.append(entry)
+    return out
+
+
+def format_seeds(spread: list) -> str:
+    lines = ["| task | lambda | run | seeds | valid | test | recurrent weights removed | mean valid (against base) "
+             "| mean test (against base) |", "|---|---:|---|---|---|---|---|---:|---:|"]
+    for e in spread:
+        acc = e["metric"] == "accuracy"
+        f = (lambda q: f"{100 * q:.1f}%") if acc else (lambda q: f"{q:.1f}")
+        g = (lambda q: f"{100 * q:+.1f}") if acc else (lambda q: f"{q:+.1f}")
+        gap_v = f" ({g(e['valid_gap'])})" if "valid_gap" in e else ""
+        gap_t = f" ({g(e['test_gap'])})" if "test_gap" in e else ""
+        lines.append(f"| {e['task']} | {e['lam']:g} | {e['config']} | {', '.join(map(str, e['seeds']))} | "
+                     f"{' / '.join(map(f, e['valid']))} | {' / '.join(map(f, e['test']))} | "
+                     f"{' / '.join(f'{100 * r:.1f}%' for r in e['removed'])} | {f(e['valid_mean'])}{gap_v} | "
+                     f"{f(e['test_mean'])}{gap_t} |")
+    return "\n".join(lines)
 
 
 def load_docs(out: Path, published: Path = REPO / "docs" / "data" / "gate_structure.json") -> list:
@@ -439,7 +493,8 @@ def report(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     order = lambda d: (list(TASKS).index(d["task"]), d["lam"])  # noqa: E731
     tuned = sorted((d for d in docs if d.get("finetune")), key=order)
-    docs = sorted((d for d in docs if not d.get("finetune")), key=order)
+    seeded = sorted((d for d in docs if d.get("seed") and not d.get("finetune")), key=order)
+    docs = sorted((d for d in docs if not _variant(d)), key=order)
     chosen = choose(docs)
     for d in docs:
         d["chosen"] = chosen.get(d["task"]) == d["lam"]
@@ -450,17 +505,19 @@ def report(args) -> None:
     if tuned:
         text += ("\nWith fine-tuning (" + ", ".join(f"{d['task']} lambda {d['lam']:g}: last {100 * d['finetune']:g}%"
                                                for d in tuned) + "):\n\n" + format_table(tuned, lam=True) + "\n")
+    spread = seed_spread(docs + seeded)
+    if spread:
+        text += "\nOther seeds (the same settings; not candidates of the lambda rule):\n\n" + format_seeds(spread) + "\n"
     same = same_quality(docs)
     text += ("\nW+G+N against N at the same quality (every lambda; speedup over the full-size model "
              "timed in the same process; target met on: "
              + (", ".join(t for t, r in same.items() if r["met"]) or "none") + "):\n\n"
              + format_same_quality(same) + "\n")
     (out / "table.md").write_text(text)
-    docs = docs + tuned
-    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs, "same_quality": same},
-                                                        indent=1) + "\n")
-    plot([d for d in docs if not d.get("finetune")], out / "gate_structure.png")
-    plot_speed_quality([d for d in docs if not d.get("finetune")], out / "gate_speed_quality.png")
+    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded,
+                                                         "same_quality": same, "seeds": spread}, indent=1) + "\n")
+    plot(docs, out / "gate_structure.png")
+    plot_speed_quality(docs, out / "gate_speed_quality.png")
     shutil.copy(out / "gate_speed_quality.png", REPO / "docs" / "figures" / "gate_speed_quality.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
@@ -550,6 +607,9 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
     p.add_argument("--finetune", type=float, default=0.0, metavar="F",
                    help="fine-tune the last fraction F of every run with the structure fixed (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="the training seed of every run (default 0; others in <task>_lam<L>_seed<S>/, reported "
+                   "apart: the spread of a result over seeds)")
     p.add_argument("--configs", default=None, metavar="C,C",
                    help="only these runs (and the unpruned one, which the timing needs), e.g. N,W+G+N")
     p.add_argument("--lam", type=float, default=None,

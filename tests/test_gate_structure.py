@@ -104,3 +104,22 @@ def test_reuse_base_refuses_other_settings(gs, tmp_path):
 def test_configs_option_names_unknown_runs(gs, tmp_path):
     with pytest.raises(SystemExit, match="W\\+G\\+N\\+V not among ptb"):
         gs.main(["ptb", "--configs", "N,W+G+N+V", "--out", str(tmp_path), "--data", str(tmp_path)])
+
+
+def test_other_seeds_are_reported_apart_with_their_means(gs):
+    def full(config, valid, test, removed):
+        return dict(_row(config, valid, 1.0), quality=test, removed=removed)
+
+    docs = [dict(_doc("rt", 0.8, [full("base", 0.77, 0.78, 0.0), full("W+G+N", 0.75, 0.76, 0.81)]), seed=0),
+            dict(_doc("rt", 0.8, [full("base", 0.75, 0.76, 0.0), full("W+G+N", 0.74, 0.75, 0.83)]), seed=1),
+            dict(_doc("rt", 1.0, [full("base", 0.77, 0.78, 0.0), full("W+G+N", 0.70, 0.70, 0.9)]), seed=0)]
+    assert gs.choose([d for d in docs if not gs._variant(d)]) == {"rt": 0.8}
+    spread = {e["config"]: e for e in gs.seed_spread(docs)}
+    assert set(spread) == {"base", "W+G+N"}                          # lambda 1 had no other seed
+    wgn = spread["W+G+N"]
+    assert wgn["seeds"] == [0, 1] and wgn["valid"] == [0.75, 0.74]
+    assert wgn["valid_gap"] == pytest.approx(0.745 - 0.76) and wgn["test_gap"] == pytest.approx(0.755 - 0.77)
+    assert "valid_gap" not in spread["base"]
+    assert "| rt | 0.8 | W+G+N | 0, 1 | 75.0% / 74.0% | 76.0% / 75.0% | 81.0% / 83.0% | 74.5% (-1.5) | 75.5% (-1.5) |" \
+        in gs.format_seeds(list(spread.values()))
+    assert "rt" not in gs.same_quality(docs)                          # no N runs: nothing to pair
