@@ -323,14 +323,18 @@ def run_task(name: str, args) -> None:
     print(format_table([doc]))
 
 
+def _quality(q: float, metric: str, sign: str = "") -> str:
+    """An accuracy as a percentage, a perplexity as it is (``sign="+"``: a difference)."""
+    return f"{100 * q:{sign}.1f}%" if metric == "accuracy" else f"{q:{sign}.1f}"
+
+
 def format_table(docs, lam: bool = False) -> str:
     lines = [("| task | lambda " if lam else "| task ") + "| run | test | valid | live in/hidden | words kept | recurrent weights removed | compression "
              "| constant i / f / g / o | compact ms | full ms | speedup | torch ms (same size) |",
              ("|---|---:" if lam else "|---") + "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for doc in docs:
         for r in doc["rows"]:
-            q = f"{100 * r['quality']:.1f}%" if r["metric"] == "accuracy" else f"{r['quality']:.1f}"
-            v = f"{100 * r['valid']:.1f}%" if r["metric"] == "accuracy" else f"{r['valid']:.1f}"
+            q, v = _quality(r["quality"], r["metric"]), _quality(r["valid"], r["metric"])
             live = f"{r['live'][0]}/{'/'.join(map(str, r['live'][1:]))}"
             const = " / ".join(f"{100 * r['constant'][k]:.0f}%" for k in "ifgo")
             comp = f"{r['compression']:.1f}x" if r["compression"] else "inf"
@@ -401,7 +405,7 @@ def format_same_quality(result: dict) -> str:
     lines = ["| task | N (lambda) | valid | speedup | fastest W+G+N at least as good on valid (lambda) | valid "
              "| speedup | W+G+N against N |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for task, res in result.items():
-        fmt = (lambda q: f"{100 * q:.1f}%") if res["metric"] == "accuracy" else (lambda q: f"{q:.1f}")
+        fmt = lambda q: _quality(q, res["metric"])  # noqa: E731
         for pair in res["pairs"]:
             ref, best = pair["ref"], pair["best"]
             if best is None:
@@ -457,9 +461,8 @@ def format_seeds(spread: list) -> str:
     lines = ["| task | lambda | run | seeds | valid | test | recurrent weights removed | mean valid (against base) "
              "| mean test (against base) |", "|---|---:|---|---|---|---|---|---:|---:|"]
     for e in spread:
-        acc = e["metric"] == "accuracy"
-        f = (lambda q: f"{100 * q:.1f}%") if acc else (lambda q: f"{q:.1f}")
-        g = (lambda q: f"{100 * q:+.1f}") if acc else (lambda q: f"{q:+.1f}")
+        f = lambda q: _quality(q, e["metric"])            # noqa: E731
+        g = lambda q: _quality(q, e["metric"], "+").rstrip("%")  # noqa: E731
         gap_v = f" ({g(e['valid_gap'])})" if "valid_gap" in e else ""
         gap_t = f" ({g(e['test_gap'])})" if "test_gap" in e else ""
         lines.append(f"| {e['task']} | {e['lam']:g} | {e['config']} | {', '.join(map(str, e['seeds']))} | "
