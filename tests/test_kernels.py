@@ -263,6 +263,8 @@ def test_rejects_bad_input():
     config, params, tokens, _ = random_problem("lstm", 5, np.float32, sizes=(3, (4,)))
     with pytest.raises(ValueError):
         fast.log_probs(config, params, tokens + config.vocab_size)
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        fast.log_probs(config, params, np.where(tokens == tokens[0, 0], -1, tokens))
     with pytest.raises(ValueError):
         fast.log_probs(config, params, tokens.astype(np.float32))
     with pytest.raises(ValueError):
