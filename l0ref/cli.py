@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--finetune", type=_floats("finetune"), default=None, metavar="F",
                    help="spend the last fraction F of the run (steps or --max-minutes) fine-tuning the weights "
                    "with the structure fixed: gates at their test-time values, no penalty (default 0)")
+    o.add_argument("--dense-start", type=_floats("dense-start"), default=None, metavar="F",
+                   help="spend the first fraction F of the run training the unpruned network: every gate open, "
+                   "no penalty, the gates not learning; then prune (default 0)")
     o.add_argument("--target-lr", type=_floats("target-lr"), default=None,
                    help=f"learning rate of the target's multipliers (default {d.target_lr:g})")
     o.add_argument("--target-lam2", type=_floats("target-lam2"), default=None,
@@ -292,12 +295,13 @@ RESUME_FIXED = ("cell", "emb", "hidden", "depth", "batch_size", "bptt", "optimiz
                 "lr_decay_start", "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale",
                 "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab", "target_macs",
                 "target_params", "target_warmup", "target_lr", "target_lam2", "gates", "lam_vocab", "lam_preact",
-                "lam_weights", "task", "max_len", "keep_case", "finetune")
+                "lam_weights", "task", "max_len", "keep_case", "finetune", "dense_start")
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
                 "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
                 "eval_every", "seed", "dtype", "lam1", "lam2", "target_macs", "target_params", "target_warmup",
-                "target_lr", "target_lam2", "lam_vocab", "lam_preact", "lam_weights", "finetune")
+                "target_lr", "target_lam2", "lam_vocab", "lam_preact", "lam_weights", "finetune",
+                "dense_start")
 
 
 def _train_config(args) -> train_mod.TrainConfig:

@@ -189,7 +189,8 @@ def train(spec: RunSpec, state, corpus, out: Path, log, task=None) -> dict:
     """Train within the budget, writing ``history.json`` after every record and the
     checkpoint after every epoch.  Returns ``{"params", "epoch"}``: the parameters that
     ``spec.selection`` picks (``best_valid``: the lowest validation perplexity, or the
-    highest validation accuracy) and the epoch they come from.  ``task``: the training
+    highest validation accuracy, among the records after any dense start) and the epoch
+    they come from.  ``task``: the training
     task (default: language modelling on ``corpus``)."""
     best = {"score": math.inf, "epoch": None, "params": None}
 
@@ -197,7 +198,9 @@ def train(spec: RunSpec, state, corpus, out: Path, log, task=None) -> dict:
         summary_mod.write_json(out / "history.json", history_doc(st))
         e = st.history[-1]
         score = _valid_score(e)
-        if spec.selection == "best_valid" and score is not None and score < best["score"]:
+        # A dense start's epochs evaluate the unpruned network, not one that compacts: not candidates.
+        if spec.selection == "best_valid" and score is not None and score < best["score"] \
+                and not e.get("dense_warmup"):
             best.update(score=score, epoch=e["epoch"], params=map_tree(np.copy, st.params))
         if spec.on_epoch is not None:
             spec.on_epoch(e)

@@ -228,6 +228,13 @@ def fixed_gates(config, log_alpha: dict, batch: int) -> dict:
     return out
 
 
+def open_gates(config, log_alpha: dict, batch: int) -> dict:
+    """Every gate at 1, in the shapes of a training step's samples: the unpruned network
+    (training it before it is pruned, ``TrainConfig.dense_start``)."""
+    return {name: [np.ones(sample_shape(g, batch), dtype=la.dtype) for g, la in zip(groups_, log_alpha[name])]
+            for name, groups_ in _family_groups(config).items()}
+
+
 def log_alpha_grads(log_alpha: dict, uniforms: dict, d_gates: dict) -> dict:
     """Chain the gate gradients through the samples: ``sum over draws of d_gate * dz/dlog_alpha``."""
     from .. import hard_concrete as hc

@@ -90,7 +90,8 @@ def save_checkpoint(path, state: TrainState) -> Path:
 
     Header (JSON): format ``l0ref-checkpoint``, version 2, ``model_config``,
     ``train_config``, ``vocab`` (tokens in id order) and ``level``, ``progress`` (step,
-    epoch, position, tokens_seen, lr, opt_t, elapsed, n_train_tokens, loss accumulator),
+    epoch, position, tokens_seen, lr, opt_t, elapsed, n_train_tokens, loss accumulator,
+    dense_steps),
     ``penalty_weights`` (``weights.py``), ``rng`` (the PCG64 state), ``hidden_kinds``,
     ``history``, and the library versions.
     Arrays: ``params/<name>``, ``opt/<m|v|momentum>/<name>``, ``hidden/<l>.<i>``.
@@ -107,7 +108,8 @@ def save_checkpoint(path, state: TrainState) -> Path:
         "progress": {"step": state.step, "epoch": state.epoch, "position": state.position,
                      "tokens_seen": state.tokens_seen, "lr": state.lr, "opt_t": state.opt_t,
                      "elapsed": state.elapsed, "n_train_tokens": state.n_train_tokens,
-                     "loss_sum": state.loss_sum, "loss_count": state.loss_count},
+                     "loss_sum": state.loss_sum, "loss_count": state.loss_count,
+                     "dense_steps": state.dense_steps},
         "penalty_weights": state.penalty_weights.to_json(),
         "rng": _rng_state_to_json(state.rng),
         "hidden_kinds": kinds,
@@ -130,11 +132,14 @@ REQUIRED_KEYS = {"format", "version", "kind", "model_config", "train_config", "p
 #: ``progress``: name -> (integer?, lowest value).
 PROGRESS = {"step": (True, 0), "epoch": (True, 0), "position": (True, 0), "tokens_seen": (True, 0),
             "opt_t": (True, 0), "n_train_tokens": (True, 1), "loss_count": (True, 0),
-            "lr": (False, None), "elapsed": (False, 0.0), "loss_sum": (False, None)}
+            "lr": (False, None), "elapsed": (False, 0.0), "loss_sum": (False, None), "dense_steps": (True, 0)}
+OPTIONAL_PROGRESS = {"dense_steps": 0}     #: added later: a checkpoint without it had none
 
 
 def _check_progress(prog, cfg) -> dict:
     """The ``progress`` entry, every number of the right kind and in range."""
+    if isinstance(prog, dict):
+        prog = {**OPTIONAL_PROGRESS, **prog}
     if not isinstance(prog, dict) or set(prog) != set(PROGRESS):
         got = sorted(prog) if isinstance(prog, dict) else type(prog).__name__
         raise ValueError(f"progress has keys {got}, expected {sorted(PROGRESS)}")
@@ -150,6 +155,8 @@ def _check_progress(prog, cfg) -> dict:
         raise ValueError(f"progress.epoch is {prog['epoch']}, past the train config's {cfg.epochs} epochs")
     if prog["opt_t"] > prog["step"]:
         raise ValueError(f"progress.opt_t ({prog['opt_t']}) exceeds progress.step ({prog['step']})")
+    if prog["dense_steps"] > prog["opt_t"]:
+        raise ValueError(f"progress.dense_steps ({prog['dense_steps']}) exceeds progress.opt_t ({prog['opt_t']})")
     return prog
 
 
@@ -221,7 +228,7 @@ def load_checkpoint(path) -> TrainState:
             if not np.all(np.isfinite(h)):
                 raise ValueError("a carried recurrent state contains NaN or inf")
         state = TrainState(mc, cfg, params, rng, prog["n_train_tokens"], weights, float(prog["lr"]),
-                           opt=opt, opt_t=prog["opt_t"], hidden=hidden, step=prog["step"],
+                           opt=opt, opt_t=prog["opt_t"], dense_steps=prog["dense_steps"], hidden=hidden, step=prog["step"],
                            epoch=prog["epoch"], position=prog["position"],
                            tokens_seen=prog["tokens_seen"], elapsed=float(prog["elapsed"]),
                            history=list(header.get("history", [])), loss_sum=float(prog["loss_sum"]),

@@ -53,6 +53,7 @@ class TrainConfig:
     target_lr: float = 0.05           #: learning rate of the target's multipliers (gradient ascent)
     target_lam2: float = 20.0         #: initial quadratic multiplier of the target's Lagrangian
     finetune: float = 0.0             #: last fraction of the run: structure fixed, weights fine-tuned (step.py)
+    dense_start: float = 0.0          #: first fraction of the run: every gate open, no penalty (step.py)
 
     def __post_init__(self):
         for name in ("lam1", "lam2", "lam_preact", "lam_weights", "adam_betas"):
@@ -137,6 +138,12 @@ class TrainConfig:
         if isinstance(self.finetune, bool) or not isinstance(self.finetune, (int, float)) or \
                 not 0 <= self.finetune < 1:
             raise ValueError(f"finetune must be a fraction of the run in [0, 1), got {self.finetune!r}")
+        if isinstance(self.dense_start, bool) or not isinstance(self.dense_start, (int, float)) or \
+                not 0 <= self.dense_start < 1:
+            raise ValueError(f"dense_start must be a fraction of the run in [0, 1), got {self.dense_start!r}")
+        if self.dense_start + self.finetune >= 1:
+            raise ValueError(f"dense_start ({self.dense_start:g}) + finetune ({self.finetune:g}) must be < 1: "
+                             f"no part of the run would learn the structure")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 

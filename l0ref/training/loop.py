@@ -64,7 +64,7 @@ def status_line(state: TrainState, stats: dict, tok_per_s: float) -> str:
     ctrl = state.penalty_weights.record(state.model_config, state.params[PARAMS_KEY], state.fraction)
     target = (f" | target {ctrl['target']:.3f} E[{ctrl['measure']}] {ctrl['expected_fraction']:.3f}"
               if ctrl else "")
-    phase = " | fine-tuning" if state.fine_tuning else ""
+    phase = " | fine-tuning" if state.fine_tuning else " | unpruned first" if state.dense_warmup else ""
     return (f"ep {state.epoch + 1}/{state.config.epochs} step {state.step}{phase} | {tok_per_s / 1e3:.1f}k tok/s"
             f" | {quality}{val} | live {live}"
             f" | E[nnz] {_fmt_count(nnz)}{target} | lr {state.lr:.3g}")
@@ -81,7 +81,9 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
              "tokens": state.tokens_seen, "lr": state.lr}
     entry["train_loss"] = state.loss_sum / state.loss_count if state.loss_count else None
     entry["train_ppl"] = math.exp(min(entry["train_loss"], 50)) if state.loss_count and mc.task == "lm" else None
-    entry.update(task.valid_metrics(mc, p, cfg))
+    # While a dense start trains the unpruned network, that network is the one evaluated.
+    entry.update(task.valid_metrics(mc, p, cfg, open_gates=True) if state.dense_warmup
+                 else task.valid_metrics(mc, p, cfg))
     st = expected_size(mc, p)
     entry["live"] = st["live"]
     entry["expected_nonzero"] = st["expected_nonzero"]
@@ -90,11 +92,16 @@ def record(state: TrainState, task, since: tuple[float, int]) -> dict:
     entry.update(state.penalty_weights.record(mc, la, state.fraction))
     entry["elapsed"] = state.elapsed
     entry["fine_tuning"] = state.fine_tuning
+    entry["dense_warmup"] = state.dense_warmup
     dt = time.perf_counter() - since[0]
     entry["tokens_per_s"] = (state.tokens_seen - since[1]) / dt if dt > 0 else None
     state.history.append(entry)
     state.loss_sum, state.loss_count = 0.0, 0
     return entry
+
+
+def _phase(entry: dict) -> str:
+    return "fine-tuning | " if entry.get("fine_tuning") else "unpruned first | " if entry.get("dense_warmup") else ""
 
 
 def describe(entry: dict) -> str:
@@ -108,7 +115,7 @@ def describe(entry: dict) -> str:
     target = (f"target {entry['target']:.3f} E[{entry['measure']}] {entry['expected_fraction']:.3f} | "
               if "target" in entry else "")
     return (f"epoch {entry['epoch']:3d} step {entry['step']:6d} | {tr} | {val} | live {live} | "
-            f"E[nnz] {_fmt_count(entry['expected_nonzero'])} | {target}{'fine-tuning | ' if entry.get('fine_tuning') else ''}lr {entry['lr']:.3g} | {entry['elapsed']:.0f}s")
+            f"E[nnz] {_fmt_count(entry['expected_nonzero'])} | {target}{_phase(entry)}lr {entry['lr']:.3g} | {entry['elapsed']:.0f}s")
 
 
 def fit(state: TrainState, task, *, checkpoint_path=None, progress: Progress | None = None, max_steps: int | None = None,

@@ -3,7 +3,8 @@
 What each array is (``models.roles``) decides how it is treated: weight matrices are
 decayed (L2, added after clipping as PyTorch's optimizers do), biases and gates are not;
 the gates' learning rate is multiplied by ``log_alpha_lr_scale``, and is zero while the
-run fine-tunes a fixed structure (``TrainState.fine_tuning``).  Under a size target the
+run fine-tunes a fixed structure (``TrainState.fine_tuning``) or trains the unpruned
+network first (``TrainState.dense_warmup``).  Under a size target the
 gates' learning rate is not decayed (``TargetController.DECAY_GATE_LR``): the controller
 holds the size until the last step, and gates frozen by the decay could not follow it.
 """
@@ -40,8 +41,10 @@ def update(state, p_leaves: list, g_leaves: list) -> None:
     """The optimizer step, in place on the parameters (the gradients are consumed)."""
     cfg = state.config
     state.opt_t += 1
+    if state.dense_warmup:
+        state.dense_steps += 1
     gate_lr = (state.lr if state.penalty_weights.DECAY_GATE_LR else cfg.lr) * cfg.log_alpha_lr_scale
-    if state.fine_tuning:
+    if state.fine_tuning or state.dense_warmup:
         gate_lr = 0.0
     lrs = [gate_lr if r == GATE else state.lr for r in roles(state.model_config, state.params)]
     dt = state.dtype
@@ -57,10 +60,15 @@ def update(state, p_leaves: list, g_leaves: list) -> None:
             w -= gr
         return
     # Adam (Kingma & Ba), bias-corrected; L2 decay already in the gradient as in torch.optim.Adam.
+    # The gates' moments start when the gates start learning, after any dense start: their
+    # bias correction counts from there (else their first steps would be several times lr).
     b1, b2 = cfg.adam_betas
-    t = state.opt_t
-    c1, c2 = 1 - b1 ** t, 1 - b2 ** t
-    for w, gr, m, v, lr in zip(p_leaves, g_leaves, leaves(state.opt["m"]), leaves(state.opt["v"]), lrs):
+    for w, gr, m, v, lr, role in zip(p_leaves, g_leaves, leaves(state.opt["m"]), leaves(state.opt["v"]), lrs,
+                                     roles(state.model_config, state.params)):
+        if role == GATE and state.dense_warmup:
+            continue                   # no gradient, no update, moments still at zero
+        t = state.opt_t - state.dense_steps if role == GATE else state.opt_t
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
         m *= dt(b1)
         m += dt(1 - b1) * gr
         v *= dt(b2)

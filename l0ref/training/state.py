@@ -18,7 +18,9 @@ class TrainState:
 
     ``params`` and ``opt`` are parameter trees (``tree.py``); ``opt`` holds the SGD
     momentum buffers (``{"momentum": tree}``, empty without momentum) or Adam's moments
-    (``{"m": tree, "v": tree}``) and ``opt_t``, the number of updates made.
+    (``{"m": tree, "v": tree}``) and ``opt_t``, the number of updates made; ``dense_steps``
+    of them trained the unpruned network first (``config.dense_start``), the gates not
+    learning, so Adam's bias correction of the gates counts the updates after them.
     ``penalty_weights`` gives the lambdas of every step (``weights.py``).  ``hidden`` is
     the recurrent state carried into the next window (None at the start of an epoch).
     ``epoch`` counts finished epochs; ``position`` is the next window of the current one.
@@ -33,6 +35,7 @@ class TrainState:
     lr: float
     opt: dict = field(default_factory=dict)
     opt_t: int = 0
+    dense_steps: int = 0
     hidden: list | None = None
     step: int = 0
     epoch: int = 0
@@ -57,6 +60,12 @@ class TrainState:
         target's ramp counts it: ``loop.run_fraction``): structure fixed (``step.py``)."""
         f = self.config.finetune
         return f > 0 and self.fraction >= 1.0 - f
+
+    @property
+    def dense_warmup(self) -> bool:
+        """Whether the run is in its first ``config.dense_start``: every gate open, no
+        penalty, the gates not updated (``step.py``): the unpruned network is trained first."""
+        return self.fraction < self.config.dense_start
 
 
 def init_state(model_config: models.ModelConfig, config: TrainConfig, n_train_tokens: int,

@@ -1,5 +1,6 @@
 """One training step (Wen et al. sections 3-4): sample gates, loss, penalty, clip, update;
-while fine-tuning (``TrainConfig.finetune``), the same with the gates fixed."""
+while fine-tuning (``TrainConfig.finetune``), the same with the gates fixed; while the
+unpruned network is trained first (``TrainConfig.dense_start``), with every gate open."""
 from __future__ import annotations
 
 import math
@@ -29,6 +30,9 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     families = gates_mod.families
     if state.fine_tuning:
         loss, finals, grads = _fixed_structure(state, inputs, targets, loss_and_grads)
+        pen = 0.0
+    elif state.dense_warmup:
+        loss, finals, grads = _fixed_structure(state, inputs, targets, loss_and_grads, families.open_gates)
         pen = 0.0
     else:
         # Gates: hard concrete samples (Eq. 8), one per sequence (B, size) per group, or one
@@ -69,14 +73,15 @@ def train_step(state, inputs: np.ndarray, targets: np.ndarray, loss_and_grads=lm
     return {"loss": loss, "penalty": pen, "grad_norm": norm, "lr": state.lr}
 
 
-def _fixed_structure(state, inputs, targets, loss_and_grads):
+def _fixed_structure(state, inputs, targets, loss_and_grads, gates=None):
     """Loss and gradients with every gate at its test-time value (Eq. 10, 11), the same
-    for every sequence: the network that compaction keeps, trained as it is.  No penalty
+    for every sequence: the network that compaction keeps, trained as it is (or, with
+    ``gates=families.open_gates``, every gate at 1: the unpruned network).  No penalty
     and no gradient for ``log_alpha`` (zeros; ``optim.update`` leaves the gates where they
-    are while ``state.fine_tuning``), so the live neurons and constant gates cannot change."""
+    are while ``state.fine_tuning`` or ``state.dense_warmup``), so the structure cannot change."""
     mc, p, cfg = state.model_config, state.params, state.config
     log_alpha = p[gates_mod.PARAMS_KEY]
-    g = gates_mod.families.fixed_gates(mc, log_alpha, inputs.shape[1])
+    g = (gates or gates_mod.families.fixed_gates)(mc, log_alpha, inputs.shape[1])
     loss, finals, grads = loss_and_grads(mc, p, inputs, targets, g, state.hidden, cfg.dropout, state.rng)
     grads.pop("gates")
     grads[gates_mod.PARAMS_KEY] = {name: [np.zeros_like(la) for la in las] for name, las in log_alpha.items()}

@@ -12,7 +12,8 @@ validation accuracy with test-time gates.
 A task has ``carries_state``, ``loss_and_grads(model_config, params, inputs, targets,
 gates, state0, dropout, rng) -> (loss, final_states, grads)``, ``batches(config, epoch)``
 (the ``(inputs, targets)`` of one epoch; ``inputs`` (T, B) token ids) and
-``valid_metrics(model_config, params, config)`` (a dict for the history).
+``valid_metrics(model_config, params, config, open_gates=False)`` (a dict for the history;
+``open_gates``: every gate at 1, the unpruned network that a dense start trains).
 """
 from __future__ import annotations
 
@@ -22,6 +23,12 @@ import numpy as np
 
 from .. import data as data_mod
 from .. import models
+
+
+def _eval_gates(params, open_gates: bool) -> dict:
+    """The test-time gates of ``params``, or, with ``open_gates``, ones of their shapes."""
+    g = models.eval_gates(params)
+    return {name: [np.ones_like(a) for a in arrays] for name, arrays in g.items()} if open_gates else g
 
 
 def lm_loss_and_grads(model_config, params, inputs, targets, gates, state0, dropout, rng):
@@ -48,13 +55,14 @@ class LanguageModeling:
         batched = data_mod.batchify(self.train_ids, config.batch_size)
         return list(data_mod.windows(batched, config.bptt))
 
-    def valid_metrics(self, model_config, params, config) -> dict:
-        """``valid_loss`` and ``valid_ppl`` with test-time gates (None without validation text)."""
+    def valid_metrics(self, model_config, params, config, open_gates: bool = False) -> dict:
+        """``valid_loss`` and ``valid_ppl`` with test-time gates, or every gate open (None
+        without validation text)."""
         if self.valid_ids is None:
             return {"valid_loss": None, "valid_ppl": None}
         from .evaluate import evaluate
         nll = evaluate(model_config, params, self.valid_ids, batch_size=config.eval_batch_size, bptt=config.bptt,
-                       gates=models.eval_gates(params))
+                       gates=_eval_gates(params, open_gates))
         return {"valid_loss": nll, "valid_ppl": math.exp(min(nll, 50))}
 
 
@@ -90,13 +98,14 @@ class Classification:
             out.append((tokens, (self.train.labels[order], lengths)))
         return out
 
-    def valid_metrics(self, model_config, params, config) -> dict:
-        """``valid_loss`` and ``valid_acc`` with test-time gates (None without validation documents)."""
+    def valid_metrics(self, model_config, params, config, open_gates: bool = False) -> dict:
+        """``valid_loss`` and ``valid_acc`` with test-time gates, or every gate open (None
+        without validation documents)."""
         if self.valid is None:
             return {"valid_loss": None, "valid_acc": None}
         from .evaluate import evaluate_classifier
         r = evaluate_classifier(model_config, params, self.valid, batch_size=config.eval_batch_size,
-                                gates=models.eval_gates(params))
+                                gates=_eval_gates(params, open_gates))
         return {"valid_loss": r["loss"], "valid_acc": r["accuracy"]}
 
 
