@@ -21,7 +21,11 @@ Each run has a fixed number of epochs and a time cap (``--minutes``); with ``--f
 its last fraction F (of the epochs, or of the time where the cap comes first) fine-tunes
 the weights with the structure fixed (``TrainConfig.finetune``: gates at their test-time
 values, no penalty; results in ``<task>_lam<L>_ft<F>/``, not among the candidates of the
-lambda rule below).  It is reported
+lambda rule below); with ``--dense-start F`` its first fraction F trains the unpruned
+network, every gate open and no penalty, before the gates learn and prune
+(``TrainConfig.dense_start``; results in ``<task>_lam<L>_ds<F>/``, a method of its own:
+the same rule on valid picks its lambda among those runs, :func:`dense_start_docs`; F is
+the unpruned run's best validation epoch over the epochs: rt 2/15, r8 14/20).  It is reported
 with the parameters of its epoch of best validation accuracy (perplexity), the same rule
 for every run (the unpruned baseline overfits within a few epochs; test data choose nothing).  A task is resumable: a run whose ``summary.json``
 exists is skipped, one with a checkpoint but no summary is resumed.  At the end the
@@ -95,6 +99,8 @@ LM_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.4, weight_decay=1
 def train_config(task: dict, config: str) -> training.TrainConfig:
     base = dict(CLASSIFY_TRAIN if task["kind"] == "classify" else LM_TRAIN, epochs=task["epochs"],
                 finetune=task.get("finetune", 0.0), seed=task.get("seed", 0))
+    if config != "base" and task.get("dense_start"):
+        base["dense_start"] = task["dense_start"]
     lam = 0.0 if config == "base" else task["lam"]
     extra = {"log_alpha_init": 10.0} if config == "base" else {"log_alpha_init": 1.0}
     if task["kind"] == "lm":
@@ -126,7 +132,10 @@ def reuse_base(name: str, task: dict, out: Path) -> Path | None:
             continue
         s = json.loads(other.read_text())
         model = s.get("config", {}).get("model", {})
-        if s.get("config", {}).get("train") == want["train"] and all(model.get(k) == v for k, v in want["model"].items()):
+        train = s.get("config", {}).get("train")
+        if train is not None:      # the defaults of fields added since it ran
+            train = _jsonable(training.TrainConfig.from_dict(train).to_dict())
+        if train == want["train"] and all(model.get(k) == v for k, v in want["model"].items()):
             shutil.copytree(other.parent, out / "base")
             print(f"[{name} base] the same unpruned run as {other.parent}: copied", flush=True)
             return other.parent
@@ -295,6 +304,7 @@ def run_task(name: str, args) -> None:
     if args.lam is not None:
         task["lam"] = args.lam
     task["finetune"] = args.finetune
+    task["dense_start"] = args.dense_start
     if args.configs is not None:
         wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
         unknown = [c for c in wanted if c not in task["configs"]]
@@ -303,6 +313,7 @@ def run_task(name: str, args) -> None:
         task["configs"] = ["base", *(c for c in task["configs"] if c in wanted and c != "base")]
     task["seed"] = args.seed
     out = Path(args.out) / (f"{name}_lam{task['lam']:g}" + (f"_ft{args.finetune:g}" if args.finetune else "")
+                            + (f"_ds{args.dense_start:g}" if args.dense_start else "")
                             + (f"_seed{args.seed}" if args.seed else ""))
     out.mkdir(parents=True, exist_ok=True)
     lm_corpus = None
@@ -315,7 +326,8 @@ def run_task(name: str, args) -> None:
     print(f"[{name}] timing every compact model, interleaved ...", flush=True)
     times = time_all(task, out, task["configs"], lm_corpus)
     rows = [row(name, c, summaries[c], compact_mod.load(out / c / "compact.npz"), times) for c in task["configs"]]
-    doc = {"task": name, "note": task["note"], "lam": task["lam"], "finetune": task["finetune"], "seed": task["seed"],
+    doc = {"task": name, "note": task["note"], "lam": task["lam"], "finetune": task["finetune"],
+           "dense_start": task["dense_start"], "seed": task["seed"],
            "epochs": task["epochs"],
            "minutes_per_run": task["minutes"], "model": task["model"], "times_ms": times, "rows": rows,
            "wall_seconds": time.perf_counter() - t0}
@@ -370,17 +382,18 @@ def _at_least_as_good(q: float, ref: float, metric: str) -> bool:
     return q >= ref if metric == "accuracy" else q <= ref
 
 
-def same_quality(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") -> dict:
+def same_quality(docs: list, fast_config: str = "W+G+N", ref_config: str = "N", variants: bool = False) -> dict:
     """Issue 12's second target, W+G+N's compact model no slower than N's at the same quality,
     measured across every lambda of a task (no fine-tuning): for each N run, the W+G+N runs at
     least as good on valid, and the fastest of them.  Speed as the speedup over the full-size
     model timed in the same process (``full_ms / ms``), since the runs of different lambdas
     were timed in different processes.  Per task: ``{"pairs": [{"ref": point, "best": point
     or None, "verdict": "no slower" | "slower" | "none as good"}], "met": bool}``, a point
-    ``{"lam", "valid", "test", "speedup", "ms"}``."""
+    ``{"lam", "valid", "test", "speedup", "ms"}``.  ``variants``: take the docs as given (one
+    variant's runs, :func:`dense_start_docs`), else the plain runs alone."""
     result = {}
     for task in TASKS:
-        mine = [d for d in docs if d["task"] == task and not _variant(d)]
+        mine = [d for d in docs if d["task"] == task and (variants or not _variant(d))]
         points = {fast_config: [], ref_config: []}
         metric = None
         for d in sorted(mine, key=lambda d: d["lam"]):
@@ -419,12 +432,27 @@ def format_same_quality(result: dict) -> str:
 
 
 def _key(doc: dict) -> tuple:
-    return doc["task"], float(doc["lam"]), float(doc.get("finetune") or 0.0), int(doc.get("seed") or 0)
+    return (doc["task"], float(doc["lam"]), float(doc.get("finetune") or 0.0), int(doc.get("seed") or 0),
+            float(doc.get("dense_start") or 0.0))
 
 
 def _variant(doc: dict) -> bool:
-    """A fine-tuned run or another seed: reported apart, never a candidate of the lambda rule."""
-    return bool(doc.get("finetune")) or bool(doc.get("seed"))
+    """A fine-tuned run, another seed or a dense start: reported apart, never a candidate
+    of the lambda rule of the plain runs."""
+    return bool(doc.get("finetune")) or bool(doc.get("seed")) or bool(doc.get("dense_start"))
+
+
+def dense_start_docs(docs: list) -> dict:
+    """The runs with a dense start (``--dense-start F``, seed 0, no fine-tuning), per F: a
+    method of their own, so the same rule on valid (:func:`choose`) picks their lambda,
+    and W+G+N is compared with N at the same quality among them where both ran."""
+    out = {}
+    for f in sorted({float(d["dense_start"]) for d in docs if d.get("dense_start")}):
+        mine = sorted((d for d in docs if float(d.get("dense_start") or 0.0) == f and not d.get("finetune")
+                       and not d.get("seed")), key=lambda d: (list(TASKS).index(d["task"]), d["lam"]))
+        with_n = [d for d in mine if any(r["config"] == "N" for r in d["rows"])]
+        out[f] = {"docs": mine, "chosen": choose(mine), "same_quality": same_quality(with_n, variants=True) if with_n else {}}
+    return out
 
 
 def seed_spread(docs: list) -> list:
@@ -433,11 +461,13 @@ def seed_spread(docs: list) -> list:
     first), their means, and the mean's difference to the unpruned runs' mean over the
     same seeds."""
     plain = [d for d in docs if not d.get("finetune")]
-    groups = sorted({(d["task"], d["lam"]) for d in plain if d.get("seed")},
-                    key=lambda k: (list(TASKS).index(k[0]), k[1]))
+    ds = lambda d: float(d.get("dense_start") or 0.0)     # noqa: E731
+    groups = sorted({(d["task"], d["lam"], ds(d)) for d in plain if d.get("seed")},
+                    key=lambda k: (list(TASKS).index(k[0]), k[2], k[1]))
     out = []
-    for task, lam in groups:
-        mine = sorted((d for d in plain if d["task"] == task and d["lam"] == lam), key=lambda d: d.get("seed") or 0)
+    for task, lam, dense in groups:
+        mine = sorted((d for d in plain if d["task"] == task and d["lam"] == lam and ds(d) == dense),
+                      key=lambda d: d.get("seed") or 0)
         configs = [r["config"] for r in mine[-1]["rows"]]
         by = {c: [(d.get("seed") or 0, r) for d in mine for r in d["rows"] if r["config"] == c] for c in configs}
         base_seeds = {seed: r for seed, r in by.get("base", [])}
@@ -445,7 +475,8 @@ def seed_spread(docs: list) -> list:
             seeds = [seed for seed, _ in by[c]]
             rows = [r for _, r in by[c]]
             bases = [base_seeds[seed] for seed in seeds if seed in base_seeds]
-            entry = {"task": task, "lam": lam, "config": c, "seeds": seeds, "metric": rows[0]["metric"],
+            entry = {"task": task, "lam": lam, "dense_start": dense, "config": c, "seeds": seeds,
+                     "metric": rows[0]["metric"],
                      "valid": [r["valid"] for r in rows], "test": [r["quality"] for r in rows],
                      "removed": [r["removed"] for r in rows]}
             for k in ("valid", "test", "removed"):
@@ -465,7 +496,8 @@ def format_seeds(spread: list) -> str:
         g = lambda q: _quality(q, e["metric"], "+").rstrip("%")  # noqa: E731
         gap_v = f" ({g(e['valid_gap'])})" if "valid_gap" in e else ""
         gap_t = f" ({g(e['test_gap'])})" if "test_gap" in e else ""
-        lines.append(f"| {e['task']} | {e['lam']:g} | {e['config']} | {', '.join(map(str, e['seeds']))} | "
+        run = e["config"] + (f" (dense start {e['dense_start']:g})" if e.get("dense_start") and e["config"] != "base" else "")
+        lines.append(f"| {e['task']} | {e['lam']:g} | {run} | {', '.join(map(str, e['seeds']))} | "
                      f"{' / '.join(map(f, e['valid']))} | {' / '.join(map(f, e['test']))} | "
                      f"{' / '.join(f'{100 * r:.1f}%' for r in e['removed'])} | {f(e['valid_mean'])}{gap_v} | "
                      f"{f(e['test_mean'])}{gap_t} |")
@@ -497,6 +529,7 @@ def report(args) -> None:
     order = lambda d: (list(TASKS).index(d["task"]), d["lam"])  # noqa: E731
     tuned = sorted((d for d in docs if d.get("finetune")), key=order)
     seeded = sorted((d for d in docs if d.get("seed") and not d.get("finetune")), key=order)
+    dense = dense_start_docs(docs)
     docs = sorted((d for d in docs if not _variant(d)), key=order)
     chosen = choose(docs)
     for d in docs:
@@ -508,19 +541,29 @@ def report(args) -> None:
     if tuned:
         text += ("\nWith fine-tuning (" + ", ".join(f"{d['task']} lambda {d['lam']:g}: last {100 * d['finetune']:g}%"
                                                for d in tuned) + "):\n\n" + format_table(tuned, lam=True) + "\n")
-    spread = seed_spread(docs + seeded)
+    spread = seed_spread(docs + seeded + [d for entry in dense.values() for d in entry["docs"]])
     if spread:
         text += "\nOther seeds (the same settings; not candidates of the lambda rule):\n\n" + format_seeds(spread) + "\n"
+    for f, entry in dense.items():
+        text += (f"\nWith a dense start (the first {100 * f:g}% of each pruned run trains the unpruned network; "
+                 f"not candidates of the rule above; the same rule among them picks {entry['chosen']}):\n\n"
+                 + format_table(entry["docs"], lam=True) + "\n")
+        if entry["same_quality"]:
+            text += ("\nW+G+N against N at the same quality, both with the dense start:\n\n"
+                     + format_same_quality(entry["same_quality"]) + "\n")
     same = same_quality(docs)
     text += ("\nW+G+N against N at the same quality (every lambda; speedup over the full-size model "
              "timed in the same process; target met on: "
              + (", ".join(t for t, r in same.items() if r["met"]) or "none") + "):\n\n"
              + format_same_quality(same) + "\n")
     (out / "table.md").write_text(text)
-    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded,
-                                                         "same_quality": same, "seeds": spread}, indent=1) + "\n")
+    dense_docs = [d for entry in dense.values() for d in entry["docs"]]
+    dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"]} for f, e in dense.items()}
+    (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded + dense_docs,
+                                                         "same_quality": same, "seeds": spread,
+                                                         "dense_start": dense_json}, indent=1) + "\n")
     plot(docs, out / "gate_structure.png")
-    plot_speed_quality(docs, out / "gate_speed_quality.png")
+    plot_speed_quality(docs, out / "gate_speed_quality.png", dense_docs)
     shutil.copy(out / "gate_speed_quality.png", REPO / "docs" / "figures" / "gate_speed_quality.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
@@ -563,10 +606,11 @@ def plot(docs, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_speed_quality(docs, path: Path) -> None:
+def plot_speed_quality(docs, path: Path, dense_docs=()) -> None:
     """Per task: valid quality against the compact model's speedup over the full-size one
-    (timed in the same process), one line per run type through its lambdas; the unpruned
-    run's valid quality dashed.  Up and right is better (the perplexity axis inverted)."""
+    (timed in the same process), one line per run type through its lambdas (``dense_docs``,
+    runs with a dense start: dashed, hollow markers); the unpruned run's valid quality
+    dashed grey.  Up and right is better (the perplexity axis inverted)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -577,15 +621,18 @@ def plot_speed_quality(docs, path: Path) -> None:
         mine = sorted((d for d in docs if d["task"] == task), key=lambda d: d["lam"])
         metric = mine[0]["rows"][0]["metric"]
         scale = 100 if metric == "accuracy" else 1
-        for config, (color, marker) in styles.items():
-            pts = [(d["lam"], r) for d in mine for r in d["rows"] if r["config"] == config and r.get("ms")]
-            if not pts:
-                continue
-            xs = [r["full_ms"] / r["ms"] for _, r in pts]
-            ys = [scale * r["valid"] for _, r in pts]
-            ax.plot(xs, ys, color=color, marker=marker, label=config, lw=1)
-            for (lam, _), x, y in zip(pts, xs, ys):
-                ax.annotate(f"{lam:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, color=color)
+        dense = sorted((d for d in dense_docs if d["task"] == task), key=lambda d: d["lam"])
+        for runs, suffix, look in ((mine, "", {}), (dense, ", dense start", {"ls": "--", "markerfacecolor": "none"})):
+            for config, (color, marker) in styles.items():
+                pts = [(d["lam"], r) for d in runs for r in d["rows"] if r["config"] == config and r.get("ms")]
+                if not pts:
+                    continue
+                xs = [r["full_ms"] / r["ms"] for _, r in pts]
+                ys = [scale * r["valid"] for _, r in pts]
+                ax.plot(xs, ys, color=color, marker=marker, label=config + suffix, lw=1, **look)
+                for (lam, _), x, y in zip(pts, xs, ys):
+                    ax.annotate(f"{lam:g}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7,
+                                color=color)
         bases = [scale * r["valid"] for d in mine for r in d["rows"] if r["config"] == "base"]
         if bases:
             ax.axhline(bases[0], color="grey", ls="--", lw=1, label="unpruned")
@@ -595,9 +642,13 @@ def plot_speed_quality(docs, path: Path) -> None:
         ax.set_ylabel("valid accuracy (%)" if metric == "accuracy" else "valid perplexity")
         ax.set_title(f"{task} (labels: lambda)", fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
+    labels = {}                                             # every panel's lines, once, below the panels
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            labels.setdefault(label, handle)
+    fig.legend(list(labels.values()), list(labels), loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
     fig.suptitle("Quality against speed, every lambda (one thread; benchmarks/gate_structure.py)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -610,6 +661,9 @@ def main(argv=None) -> None:
     p.add_argument("--minutes", type=float, default=None, help="time cap per run (default: the task's)")
     p.add_argument("--finetune", type=float, default=0.0, metavar="F",
                    help="fine-tune the last fraction F of every run with the structure fixed (default 0)")
+    p.add_argument("--dense-start", type=float, default=0.0, metavar="F",
+                   help="train the unpruned network for the first fraction F of each pruned run, then prune "
+                        "(TrainConfig.dense_start; results in <task>_lam<L>_ds<F>/, not candidates of the lambda rule)")
     p.add_argument("--seed", type=int, default=0,
                    help="the training seed of every run (default 0; others in <task>_lam<L>_seed<S>/, reported "
                    "apart: the spread of a result over seeds)")

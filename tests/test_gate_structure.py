@@ -123,3 +123,41 @@ def test_other_seeds_are_reported_apart_with_their_means(gs):
     assert "| rt | 0.8 | W+G+N | 0, 1 | 75.0% / 74.0% | 76.0% / 75.0% | 81.0% / 83.0% | 74.5% (-1.5) | 75.5% (-1.5) |" \
         in gs.format_seeds(list(spread.values()))
     assert "rt" not in gs.same_quality(docs)                          # no N runs: nothing to pair
+
+
+def test_dense_start_runs_are_a_method_of_their_own(gs):
+    """Never candidates of the plain runs' rule; the same rule, and the same-quality pairing,
+    among themselves."""
+    plain = [_doc("rt", lam, [_row("base", 0.77, 2.0), _row("N", 0.75, 1.5), _row("W+G+N", v, 1.0)])
+             for lam, v in ((0.6, 0.755), (1.0, 0.74))]
+    dense = [dict(_doc("rt", lam, [_row("base", 0.77, 2.0), _row("N", n, 1.2), _row("W+G+N", v, ms)]),
+                  dense_start=0.1333) for lam, n, v, ms in ((1.0, 0.78, 0.78, 1.9), (4.0, 0.76, 0.76, 0.5))]
+    docs = plain + dense
+    assert gs.choose([d for d in docs if not gs._variant(d)]) == {"rt": 0.6}
+    assert all(gs._variant(d) for d in dense)
+    entry = gs.dense_start_docs(docs)[0.1333]
+    assert [d["lam"] for d in entry["docs"]] == [1.0, 4.0] and entry["chosen"] == {"rt": 4.0}
+    pairs = [(p["ref"]["lam"], p["best"]["lam"], p["verdict"]) for p in entry["same_quality"]["rt"]["pairs"]]
+    assert pairs == [(1.0, 1.0, "slower"), (4.0, 4.0, "no slower")]
+    assert [p["ref"]["lam"] for p in gs.same_quality(docs)["rt"]["pairs"]] == [0.6, 1.0]    # the plain runs alone
+    assert gs._key(dense[0]) != gs._key(dict(dense[0], dense_start=0.0))
+    other_seed = dict(_doc("rt", 1.0, [_row("base", 0.75, 2.0), _row("W+G+N", 0.74, 1.0)]), dense_start=0.1333, seed=1)
+    for r in [*other_seed["rows"], *dense[0]["rows"], *plain[1]["rows"]]:
+        r["removed"] = 0.5
+    spread = gs.seed_spread(plain + dense + [other_seed])        # seed 0 of the same lambda, dense start or not
+    wgn = [e for e in spread if e["config"] == "W+G+N"]
+    assert len(wgn) == 1 and wgn[0]["dense_start"] == 0.1333 and wgn[0]["valid"] == [0.78, 0.74]
+    assert "| rt | 1 | W+G+N (dense start 0.1333) | 0, 1 |" in gs.format_seeds(spread)
+
+
+def test_reuse_base_takes_a_run_from_before_a_train_field_was_added(gs, tmp_path):
+    task = dict(gs.TASKS["rt"], data=str(tmp_path), finetune=0.0, lam=4.0, dense_start=0.1333)
+    _finished_base(gs, tmp_path / "rt_lam2" / "base", dict(task, lam=2.0))
+    path = tmp_path / "rt_lam2" / "base" / "summary.json"
+    s = json.loads(path.read_text())
+    del s["config"]["train"]["dense_start"]                            # written before the field existed
+    path.write_text(json.dumps(s))
+    out = tmp_path / "rt_lam4_ds0.1333"
+    out.mkdir()
+    assert gs.reuse_base("rt", task, out) == tmp_path / "rt_lam2" / "base"
+    assert gs.train_config(task, "base").dense_start == 0.0 and gs.train_config(task, "W+G+N").dense_start == 0.1333
