@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import _train_args, rewrite_checkpoint
-from tests.test_finetune import gate_arrays
-from tests.test_train import all_arrays, tiny_corpus
+from tests.test_finetune import gate_arrays, straight_and_resumed
+from tests.test_train import tiny_corpus
 
 from l0ref import gates
 from l0ref import models as model
@@ -124,20 +124,10 @@ def test_best_valid_never_picks_an_epoch_of_the_dense_start(tmp_path):
 
 
 def test_resume_across_the_switch_is_bit_identical(tmp_path):
-    ids = tiny_corpus(900)
-    task = train.LanguageModeling(ids, ids[:200])
-    straight = state_with(("neurons", "weights"), dense_start=0.4, epochs=3, dtype="float32", dropout=0.2)
-    train.fit(straight, task)
-    part = state_with(("neurons", "weights"), dense_start=0.4, epochs=3, dtype="float32", dropout=0.2)
-    n = batches_per_epoch(part, task)
-    train.fit(part, task, max_steps=n // 2)              # inside the dense start
-    path = train.save_checkpoint(tmp_path / "ck.npz", part)
-    resumed = train.load_checkpoint(path)
-    assert resumed.config.dense_start == 0.4 and resumed.dense_steps == n // 2
-    train.fit(resumed, task)
-    a, b = all_arrays(straight), all_arrays(resumed)
-    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    assert resumed.dense_steps == straight.dense_steps > 0
+    make = lambda: state_with(("neurons", "weights"), dense_start=0.4, epochs=3, dtype="float32", dropout=0.2)  # noqa: E731
+    straight, resumed, loaded = straight_and_resumed(make, lambda n: n // 2, tmp_path)   # inside the dense start
+    assert loaded.config.dense_start == 0.4
+    assert 0 < loaded.dense_steps == loaded.opt_t < resumed.dense_steps == straight.dense_steps
 
 
 def test_a_checkpoint_from_before_dense_starts_loads_and_a_bad_count_is_refused(tmp_path):

@@ -89,20 +89,27 @@ def test_fine_tuning_keeps_the_live_neurons_and_constant_gates():
     assert all(np.array_equal(a, b) for a, b in zip(masks, after))
 
 
-def test_resume_across_the_switch_is_bit_identical(tmp_path):
+def straight_and_resumed(make_state, stop_at, tmp_path):
+    """A run trained straight, and the same run stopped after ``stop_at(batches per epoch)``
+    steps, saved, loaded and finished: ``(straight, resumed, resumed as loaded)``."""
     ids = tiny_corpus(900)
     task = train.LanguageModeling(ids, ids[:200])
-    straight = state_with(("neurons", "weights"), finetune=0.4, epochs=3, dtype="float32", dropout=0.2)
+    straight = make_state()
     train.fit(straight, task)
-    part = state_with(("neurons", "weights"), finetune=0.4, epochs=3, dtype="float32", dropout=0.2)
-    n = len(list(task.batches(part.config, 0)))
-    train.fit(part, task, max_steps=n + n // 2)           # mid-epoch 2, before the last 40%
-    path = train.save_checkpoint(tmp_path / "ck.npz", part)
-    resumed = train.load_checkpoint(path)
-    assert resumed.config.finetune == 0.4
+    part = make_state()
+    train.fit(part, task, max_steps=stop_at(len(list(task.batches(part.config, 0)))))
+    loaded = train.load_checkpoint(train.save_checkpoint(tmp_path / "ck.npz", part))
+    resumed = train.load_checkpoint(tmp_path / "ck.npz")
     train.fit(resumed, task)
     a, b = all_arrays(straight), all_arrays(resumed)
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    return straight, resumed, loaded
+
+
+def test_resume_across_the_switch_is_bit_identical(tmp_path):
+    make = lambda: state_with(("neurons", "weights"), finetune=0.4, epochs=3, dtype="float32", dropout=0.2)  # noqa: E731
+    _, resumed, _ = straight_and_resumed(make, lambda n: n + n // 2, tmp_path)   # mid-epoch 2, before the last 40%
+    assert resumed.config.finetune == 0.4
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.1, 1.5, True, "0.2"])
