@@ -156,6 +156,11 @@ def test_an_impossible_dense_start_is_refused(bad):
         train.TrainConfig(dense_start=bad)
 
 
+def test_a_dense_start_with_a_size_target_is_refused():
+    with pytest.raises(ValueError, match="a dense start does not combine with a size target"):
+        train.TrainConfig(dense_start=0.2, target_macs=0.3)
+
+
 def test_a_dense_start_and_fine_tuning_that_leave_no_pruning_are_refused():
     with pytest.raises(ValueError, match=r"dense_start \(0.6\) \+ finetune \(0.4\) must be < 1"):
         train.TrainConfig(dense_start=0.6, finetune=0.4)

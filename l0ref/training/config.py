@@ -141,6 +141,9 @@ class TrainConfig:
         if isinstance(self.dense_start, bool) or not isinstance(self.dense_start, (int, float)) or \
                 not 0 <= self.dense_start < 1:
             raise ValueError(f"dense_start must be a fraction of the run in [0, 1), got {self.dense_start!r}")
+        if self.dense_start > 0 and (self.target_macs is not None or self.target_params is not None):
+            raise ValueError("a dense start does not combine with a size target (target_macs, target_params): the "
+                             "target's ramp counts from the first step; give lambdas instead")
         if self.dense_start + self.finetune >= 1:
             raise ValueError(f"dense_start ({self.dense_start:g}) + finetune ({self.finetune:g}) must be < 1: "
                              f"no part of the run would learn the structure")
