@@ -156,6 +156,12 @@ def test_an_impossible_dense_start_is_refused(bad):
         train.TrainConfig(dense_start=bad)
 
 
+def test_the_run_says_which_parts_do_not_prune():
+    assert train.TrainConfig().phases() == ""
+    assert train.TrainConfig(dense_start=0.25, finetune=0.1).phases() == \
+        ", the first 25% of the run unpruned, the last 10% fine-tuning the structure"
+
+
 def test_a_dense_start_with_a_size_target_is_refused():
     with pytest.raises(ValueError, match="a dense start does not combine with a size target"):
         train.TrainConfig(dense_start=0.2, target_macs=0.3)

@@ -97,7 +97,7 @@ def describe_run(state, corpus, source: str, out: Path, log) -> None:
     log(f"training: {cfg.optimizer} lr {cfg.lr:g} (/{cfg.lr_decay:g} per epoch after {cfg.lr_decay_start}), "
         f"clip {cfg.clip:g}, dropout {cfg.dropout:g}, weight decay {cfg.weight_decay:g}, "
         f"log_alpha lr x{cfg.log_alpha_lr_scale:g}, batch {cfg.batch_size} documents, {cfg.epochs} epochs, "
-        f"seed {cfg.seed}")
+        f"seed {cfg.seed}{cfg.phases()}")
     majority = counts.max() / counts.sum()
     log(f"majority class: {corpus.classes[int(np.argmax(counts))]} ({majority:.1%} of train)")
     log(f"run directory: {out}")

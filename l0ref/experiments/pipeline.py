@@ -160,7 +160,7 @@ def describe_run(state, corpus, source: str, out: Path, reference: dict, log) ->
     log(f"training: {cfg.optimizer} lr {cfg.lr:g} (/{cfg.lr_decay:g} per epoch after {cfg.lr_decay_start}), "
         f"clip {cfg.clip:g}, dropout {cfg.dropout:g}, weight decay {cfg.weight_decay:g}, "
         f"log_alpha lr x{cfg.log_alpha_lr_scale:g}, batch {cfg.batch_size} x bptt {cfg.bptt}, "
-        f"{cfg.epochs} epochs, seed {cfg.seed}")
+        f"{cfg.epochs} epochs, seed {cfg.seed}{cfg.phases()}")
     which = "valid" if _has(corpus.valid) else "train"
     log(f"reference perplexities on {which}: uniform {reference['uniform']:.1f}, unigram {reference['unigram']:.1f}")
     log(f"run directory: {out}")

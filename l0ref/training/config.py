@@ -150,6 +150,12 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
 
+    def phases(self) -> str:
+        """The parts of the run that do not prune, for the run's opening lines ("" if none)."""
+        parts = [f"the first {self.dense_start:.0%} of the run unpruned"] if self.dense_start else []
+        parts += [f"the last {self.finetune:.0%} fine-tuning the structure"] if self.finetune else []
+        return "".join(f", {p}" for p in parts)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("lam1", "lam2", "lam_preact", "lam_weights", "adam_betas"):
