@@ -290,18 +290,16 @@ def _say(*parts) -> None:
     print(*parts, flush=True)
 
 
-#: The options of ``l0ref train`` that a checkpoint fixes: refused with ``--resume``.
-RESUME_FIXED = ("cell", "emb", "hidden", "depth", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay",
-                "lr_decay_start", "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale",
-                "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "char", "max_vocab", "target_macs",
-                "target_params", "target_warmup", "target_lr", "target_lam2", "gates", "lam_vocab", "lam_preact",
-                "lam_weights", "task", "max_len", "keep_case", "finetune", "dense_start")
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
                 "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
                 "eval_every", "seed", "dtype", "lam1", "lam2", "target_macs", "target_params", "target_warmup",
                 "target_lr", "target_lam2", "lam_vocab", "lam_preact", "lam_weights", "finetune",
                 "dense_start")
+#: The options of ``l0ref train`` that a checkpoint fixes, refused with ``--resume``: the model's and the
+#: data's, and every train setting but the number of epochs.
+RESUME_FIXED = ("cell", "emb", "hidden", "depth", "char", "max_vocab", "gates", "task", "max_len", "keep_case",
+                *(f for f in TRAIN_FIELDS if f != "epochs"))
 
 
 def _train_config(args) -> train_mod.TrainConfig:

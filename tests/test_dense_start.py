@@ -180,3 +180,13 @@ def test_the_command_takes_dense_start_and_refuses_a_bad_one(corpus, tmp_path, c
     assert "| unpruned first |" in train.describe(st.history[0]) and "unpruned" not in train.describe(st.history[-1])
     assert main(_train_args(corpus, tmp_path / "r2", extra=["--dense-start", "1"])) == 2
     assert "dense_start must be a fraction of the run in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_resume_refuses_every_train_setting_but_the_epochs(corpus, tmp_path, capsys):
+    from l0ref.cli import RESUME_FIXED, TRAIN_FIELDS
+    assert set(TRAIN_FIELDS) - set(RESUME_FIXED) == {"epochs"}
+    out = tmp_path / "run"
+    assert main(_train_args(corpus, out, epochs=1, extra=["--dense-start", "0.5"])) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out / "checkpoint.npz"), "--dense-start", "0.2", "--quiet"]) == 2
+    assert "--dense-start cannot change on --resume" in capsys.readouterr().err
