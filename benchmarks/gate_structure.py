@@ -297,6 +297,15 @@ def _full_shapes(cm, keys):
             yield shapes[k]
 
 
+def with_finished(configs: list, out: Path) -> list:
+    """``configs`` and the runs already finished in ``out`` (a ``summary.json`` and a
+    ``compact.npz``), in :data:`CONFIGS` order: a later ``--configs`` subset adds its runs to
+    the folder's table and times them with the others, instead of writing a
+    ``results.json`` that forgets the runs before it."""
+    done = {c for c in CONFIGS if (out / c / "summary.json").exists() and (out / c / "compact.npz").exists()}
+    return [c for c in CONFIGS if c in set(configs) | done]
+
+
 def run_task(name: str, args) -> None:
     task = dict(TASKS[name], data=args.data)
     if args.minutes is not None:
@@ -316,6 +325,7 @@ def run_task(name: str, args) -> None:
                             + (f"_ds{args.dense_start:g}" if args.dense_start else "")
                             + (f"_seed{args.seed}" if args.seed else ""))
     out.mkdir(parents=True, exist_ok=True)
+    task["configs"] = with_finished(task["configs"], out)
     lm_corpus = None
     if task["kind"] == "lm":
         import ptb_experiments as ptb

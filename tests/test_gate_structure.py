@@ -106,6 +106,17 @@ def test_configs_option_names_unknown_runs(gs, tmp_path):
         gs.main(["ptb", "--configs", "N,W+G+N+V", "--out", str(tmp_path), "--data", str(tmp_path)])
 
 
+def test_a_configs_subset_keeps_the_runs_finished_before(gs, tmp_path):
+    """``--configs N`` in a folder where W+G+N finished: the table keeps W+G+N (and times it
+    again with the others); a run that did not finish is not added."""
+    for config, files in {"W+G+N": ("summary.json", "compact.npz"), "W+N": ("checkpoint.npz",)}.items():
+        (tmp_path / config).mkdir()
+        for f in files:
+            (tmp_path / config / f).write_text("{}")
+    assert gs.with_finished(["base", "N"], tmp_path) == ["base", "N", "W+G+N"]
+    assert gs.with_finished(["W+G+N", "base"], tmp_path) == ["base", "W+G+N"]
+
+
 def test_other_seeds_are_reported_apart_with_their_means(gs):
     def full(config, valid, test, removed):
         return dict(_row(config, valid, 1.0), quality=test, removed=removed)
