@@ -498,6 +498,57 @@ def seed_spread(docs: list) -> list:
     return out
 
 
+def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") -> list:
+    """Issue 12's second target seed by seed: per task, lambda and dense start where some
+    seed beyond 0 ran both W+G+N and N (no fine-tuning), each seed's pair, both compact models
+    timed in the same process (speedup over the full-size model there), and the means over
+    the seeds: the valid difference and the geometric mean of W+G+N's speedup over N's."""
+    plain = [d for d in docs if not d.get("finetune")]
+    ds = lambda d: float(d.get("dense_start") or 0.0)     # noqa: E731
+    point = lambda r: {"valid": r["valid"], "test": r["quality"], "speedup": r["full_ms"] / r["ms"]}  # noqa: E731
+    out = []
+    for task, lam, dense in sorted({(d["task"], d["lam"], ds(d)) for d in plain if d.get("seed")},
+                                   key=lambda k: (list(TASKS).index(k[0]), k[2], k[1])):
+        pairs = []
+        for d in sorted(plain, key=lambda d: d.get("seed") or 0):
+            if (d["task"], d["lam"], ds(d)) != (task, lam, dense):
+                continue
+            rows = {r["config"]: r for r in d["rows"] if r.get("ms")}
+            if fast_config in rows and ref_config in rows:
+                pairs.append({"seed": d.get("seed") or 0, "metric": rows[ref_config]["metric"],
+                              "ref": point(rows[ref_config]), "fast": point(rows[fast_config])})
+        if len(pairs) < 2:
+            continue
+        for p in pairs:
+            good = _at_least_as_good(p["fast"]["valid"], p["ref"]["valid"], p["metric"])
+            p["ratio"] = p["fast"]["speedup"] / p["ref"]["speedup"]
+            p["met"] = good and p["ratio"] >= 1.0
+        out.append({"task": task, "lam": lam, "dense_start": dense, "pairs": pairs,
+                    "valid_diff_mean": float(np.mean([p["fast"]["valid"] - p["ref"]["valid"] for p in pairs])),
+                    "ratio_geomean": float(np.exp(np.mean([np.log(p["ratio"]) for p in pairs]))),
+                    "met": sum(p["met"] for p in pairs)})
+    return out
+
+
+def format_paired(paired: list) -> str:
+    lines = ["| task | lambda | dense start | seed | N valid | N speedup | W+G+N valid | W+G+N speedup "
+             "| W+G+N against N |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for e in paired:
+        for p in e["pairs"]:
+            f = lambda q: _quality(q, p["metric"])        # noqa: E731
+            r = p["ratio"]
+            speed = f"{r:.2f}x as fast" if r >= 1 else f"{1 / r:.2f}x slower"
+            lines.append(f"| {e['task']} | {e['lam']:g} | {e['dense_start']:g} | {p['seed']} | {f(p['ref']['valid'])} | "
+                         f"{p['ref']['speedup']:.2f}x | {f(p['fast']['valid'])} | {p['fast']['speedup']:.2f}x | "
+                         f"{speed}{' (target met)' if p['met'] else ''} |")
+        g = lambda q: _quality(q, e["pairs"][0]["metric"], "+").rstrip("%")  # noqa: E731
+        r = e["ratio_geomean"]
+        lines.append(f"| {e['task']} | {e['lam']:g} | {e['dense_start']:g} | mean | | | {g(e['valid_diff_mean'])} "
+                     f"points | | {r:.2f}x {'as fast' if r >= 1 else 'the speed'} (geometric mean); met in "
+                     f"{e['met']} of {len(e['pairs'])} |")
+    return "\n".join(lines)
+
+
 def format_seeds(spread: list) -> str:
     lines = ["| task | lambda | run | seeds | valid | test | recurrent weights removed | mean valid (against base) "
              "| mean test (against base) |", "|---|---:|---|---|---|---|---|---:|---:|"]
@@ -554,6 +605,10 @@ def report(args) -> None:
     spread = seed_spread(docs + seeded + [d for entry in dense.values() for d in entry["docs"]])
     if spread:
         text += "\nOther seeds (the same settings; not candidates of the lambda rule):\n\n" + format_seeds(spread) + "\n"
+    paired = paired_seeds(docs + seeded + [d for entry in dense.values() for d in entry["docs"]])
+    if paired:
+        text += ("\nW+G+N against N seed by seed (both timed in the same process; \"target met\": W+G+N at "
+                 "least as good on valid and no slower):\n\n" + format_paired(paired) + "\n")
     for f, entry in dense.items():
         text += (f"\nWith a dense start (the first {100 * f:g}% of each pruned run trains the unpruned network; "
                  f"not candidates of the rule above; the same rule among them picks {entry['chosen']}):\n\n"
@@ -571,6 +626,7 @@ def report(args) -> None:
     dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"]} for f, e in dense.items()}
     (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded + dense_docs,
                                                          "same_quality": same, "seeds": spread,
+                                                         "paired_seeds": paired,
                                                          "dense_start": dense_json}, indent=1) + "\n")
     plot(docs, out / "gate_structure.png")
     plot_speed_quality(docs, out / "gate_speed_quality.png", dense_docs)

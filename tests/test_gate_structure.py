@@ -136,6 +136,33 @@ def test_other_seeds_are_reported_apart_with_their_means(gs):
     assert "rt" not in gs.same_quality(docs)                          # no N runs: nothing to pair
 
 
+def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(gs):
+    """Each seed's W+G+N against its own N (speedups full_ms / ms of the same process), the
+    mean valid difference and the geometric mean of the speed ratios; a group with one
+    seed only, or where a seed lacks N, is not paired."""
+    def seed(s, n, w, lam=16, ds=0.1333):
+        return dict(_doc("rt", lam, [_row("base", 0.77, 10.0), _row("N", *n), _row("W+G+N", *w)]),
+                    seed=s, dense_start=ds)
+
+    docs = [seed(0, (0.76, 1.0), (0.75, 2.0)),            # worse on valid, 2x slower
+            seed(1, (0.76, 2.0), (0.77, 1.0)),            # better, 2x as fast: met
+            seed(2, (0.76, 1.0), (0.76, 1.0)),            # even: met (no slower, as good)
+            seed(1, (0.70, 1.0), (0.71, 1.0), lam=8),     # lambda 8 has one seed only
+            dict(seed(2, (0.7, 1.0), (0.7, 1.0), lam=4), rows=[_row("W+G+N", 0.7, 1.0)]),
+            seed(1, (0.7, 1.0), (0.7, 1.0), lam=4)]
+    paired = gs.paired_seeds(docs)
+    assert [(e["lam"], [p["seed"] for p in e["pairs"]]) for e in paired] == [(16, [0, 1, 2])]
+    e = paired[0]
+    assert [p["met"] for p in e["pairs"]] == [False, True, True] and e["met"] == 2
+    assert e["pairs"][0]["ratio"] == pytest.approx(0.5) and e["pairs"][1]["ratio"] == pytest.approx(2.0)
+    assert e["ratio_geomean"] == pytest.approx(1.0)
+    assert e["valid_diff_mean"] == pytest.approx(0.0)
+    text = gs.format_paired(paired)
+    assert "| rt | 16 | 0.1333 | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
+    assert "| rt | 16 | 0.1333 | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
+    assert "met in 2 of 3" in text
+
+
 def test_dense_start_runs_are_a_method_of_their_own(gs):
     """Never candidates of the plain runs' rule; the same rule, and the same-quality pairing,
     among themselves."""
