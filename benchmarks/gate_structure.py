@@ -16,6 +16,9 @@ Per task, one LSTM size and these runs (``l0ref train`` settings through
     W+N       + weight gates (one per recurrent-layer weight)
     W+G+N     + preactivation gates (one per gate and unit: Lobacheva et al.'s "gates")
     W+G+N+V   + vocabulary gates (classifiers only)
+    W+G+N@6   W+G+N with the gates beyond the neurons opened at log_alpha ~ N(6, 0.1) instead
+              of 3 (a gate samples 1 with probability 0.99 instead of 0.80): only with
+              ``--configs``, for the second target (``OPTIONAL``)
 
 Each run has a fixed number of epochs and a time cap (``--minutes``); with ``--finetune F``
 its last fraction F (of the epochs, or of the time where the cap comes first) fine-tunes
@@ -76,16 +79,21 @@ from l0ref.experiments import classify, pipeline  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"     #: --data: the shared data folder beside the checkout
 OUT = REPO / "benchmarks" / "results" / "gate_structure"
 CONFIGS = {"base": ("neurons",), "N": ("neurons",), "W+N": ("neurons", "weights"),
-           "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab")}
+           "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab"),
+           "W+G+N@6": ("neurons", "preact", "weights")}
+#: Runs that only ``--configs`` asks for (each task command's time is planned without them).
+OPTIONAL = ("W+G+N@6",)
+#: ``TrainConfig.log_alpha_init_extra`` of a run type, where it is not the default (3).
+EXTRA_INIT = {"W+G+N@6": 6.0}
 CLASSIFY_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.3, weight_decay=1e-6, lr_decay=1.0,
                       log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0)
 TASKS = {
     "rt": dict(kind="classify", folder="rt-sentiment", model=dict(emb_size=128, hidden_sizes=(128,)),
-               lam=0.3, epochs=15, minutes=6.0, configs=list(CONFIGS),
+               lam=0.3, epochs=15, minutes=6.0, configs=[c for c in CONFIGS if c not in OPTIONAL],
                note="Rotten Tomatoes review sentences (~19 words), binary; the paper: IMDB reviews (first 200 "
                     "words), LSTM 128, embedding 300"),
     "r8": dict(kind="classify", folder="reuters-r8", model=dict(emb_size=128, hidden_sizes=(128,)),
-               lam=0.3, epochs=20, minutes=6.0, configs=list(CONFIGS),
+               lam=0.3, epochs=20, minutes=6.0, configs=[c for c in CONFIGS if c not in OPTIONAL],
                note="Reuters-21578 R8 (first 200 words), 8 topics; the paper: AG News (4 topics), LSTM 512"),
     "ptb": dict(kind="lm", model=dict(emb_size=128, hidden_sizes=(256,)), lam=2.0, epochs=15, minutes=6.0,
                 configs=["base", "N", "W+N", "W+G+N"],
@@ -105,6 +113,8 @@ def train_config(task: dict, config: str) -> training.TrainConfig:
     extra = {"log_alpha_init": 10.0} if config == "base" else {"log_alpha_init": 1.0}
     if task["kind"] == "lm":
         extra["log_alpha_init"] = 10.0 if config == "base" else 2.0      # as benchmarks/ptb_experiments.py
+    if config in EXTRA_INIT:
+        extra["log_alpha_init_extra"] = EXTRA_INIT[config]
     return training.TrainConfig(**base, **extra, lam1=(lam,), lam2=(lam,), lam_vocab=lam / 10)
 
 
@@ -316,10 +326,11 @@ def run_task(name: str, args) -> None:
     task["dense_start"] = args.dense_start
     if args.configs is not None:
         wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-        unknown = [c for c in wanted if c not in task["configs"]]
+        allowed = task["configs"] + [c for c in OPTIONAL if task["kind"] == "classify"]
+        unknown = [c for c in wanted if c not in allowed]
         if unknown:
-            raise SystemExit(f"--configs: {', '.join(unknown)} not among {name}'s runs {task['configs']}")
-        task["configs"] = ["base", *(c for c in task["configs"] if c in wanted and c != "base")]
+            raise SystemExit(f"--configs: {', '.join(unknown)} not among {name}'s runs {allowed}")
+        task["configs"] = ["base", *(c for c in allowed if c in wanted and c != "base")]
     task["seed"] = args.seed
     out = Path(args.out) / (f"{name}_lam{task['lam']:g}" + (f"_ft{args.finetune:g}" if args.finetune else "")
                             + (f"_ds{args.dense_start:g}" if args.dense_start else "")
@@ -420,19 +431,21 @@ def same_quality(docs: list, fast_config: str = "W+G+N", ref_config: str = "N", 
             best = max(good, key=lambda w: w["speedup"]) if good else None
             verdict = "none as good" if best is None else ("no slower" if best["speedup"] >= ref["speedup"] else "slower")
             pairs.append({"ref": ref, "best": best, "verdict": verdict})
-        result[task] = {"metric": metric, "pairs": pairs, "met": all(p["verdict"] == "no slower" for p in pairs)}
+        result[task] = {"metric": metric, "pairs": pairs, "met": all(p["verdict"] == "no slower" for p in pairs),
+                        "fast": fast_config}
     return result
 
 
 def format_same_quality(result: dict) -> str:
-    lines = ["| task | N (lambda) | valid | speedup | fastest W+G+N at least as good on valid (lambda) | valid "
-             "| speedup | W+G+N against N |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+    fast = next(iter(result.values())).get("fast", "W+G+N") if result else "W+G+N"
+    lines = [f"| task | N (lambda) | valid | speedup | fastest {fast} at least as good on valid (lambda) | valid "
+             f"| speedup | {fast} against N |", "|---|---:|---:|---:|---:|---:|---:|---|"]
     for task, res in result.items():
         fmt = lambda q: _quality(q, res["metric"])  # noqa: E731
         for pair in res["pairs"]:
             ref, best = pair["ref"], pair["best"]
             if best is None:
-                tail = "- | - | - | no W+G+N run as good"
+                tail = f"- | - | - | no {fast} run as good"
             else:
                 ratio = best["speedup"] / ref["speedup"]
                 tail = (f"{best['lam']:g} | {fmt(best['valid'])} | {best['speedup']:.2f}x | "
@@ -461,7 +474,8 @@ def dense_start_docs(docs: list) -> dict:
         mine = sorted((d for d in docs if float(d.get("dense_start") or 0.0) == f and not d.get("finetune")
                        and not d.get("seed")), key=lambda d: (list(TASKS).index(d["task"]), d["lam"]))
         with_n = [d for d in mine if any(r["config"] == "N" for r in d["rows"])]
-        out[f] = {"docs": mine, "chosen": choose(mine), "same_quality": same_quality(with_n, variants=True) if with_n else {}}
+        out[f] = {"docs": mine, "chosen": choose(mine), "same_quality": same_quality(with_n, variants=True) if with_n else {},
+                  "same_quality_open": same_quality(with_n, "W+G+N@6", variants=True) if with_n else {}}
     return out
 
 
@@ -515,7 +529,7 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
                 continue
             rows = {r["config"]: r for r in d["rows"] if r.get("ms")}
             if fast_config in rows and ref_config in rows:
-                pairs.append({"seed": d.get("seed") or 0, "metric": rows[ref_config]["metric"],
+                pairs.append({"seed": d.get("seed") or 0, "metric": rows[ref_config]["metric"], "fast_config": fast_config,
                               "ref": point(rows[ref_config]), "fast": point(rows[fast_config])})
         if len(pairs) < 2:
             continue
@@ -523,7 +537,7 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
             good = _at_least_as_good(p["fast"]["valid"], p["ref"]["valid"], p["metric"])
             p["ratio"] = p["fast"]["speedup"] / p["ref"]["speedup"]
             p["met"] = good and p["ratio"] >= 1.0
-        out.append({"task": task, "lam": lam, "dense_start": dense, "pairs": pairs,
+        out.append({"task": task, "lam": lam, "dense_start": dense, "fast_config": fast_config, "pairs": pairs,
                     "valid_diff_mean": float(np.mean([p["fast"]["valid"] - p["ref"]["valid"] for p in pairs])),
                     "ratio_geomean": float(np.exp(np.mean([np.log(p["ratio"]) for p in pairs]))),
                     "met": sum(p["met"] for p in pairs)})
@@ -531,19 +545,21 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
 
 
 def format_paired(paired: list) -> str:
-    lines = ["| task | lambda | dense start | seed | N valid | N speedup | W+G+N valid | W+G+N speedup "
-             "| W+G+N against N |", "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| task | lambda | dense start | run | seed | N valid | N speedup | its valid | its speedup "
+             "| against N |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
     for e in paired:
         for p in e["pairs"]:
             f = lambda q: _quality(q, p["metric"])        # noqa: E731
             r = p["ratio"]
             speed = f"{r:.2f}x as fast" if r >= 1 else f"{1 / r:.2f}x slower"
-            lines.append(f"| {e['task']} | {e['lam']:g} | {e['dense_start']:g} | {p['seed']} | {f(p['ref']['valid'])} | "
+            lines.append(f"| {e['task']} | {e['lam']:g} | {e['dense_start']:g} | {e['fast_config']} | {p['seed']} | "
+                         f"{f(p['ref']['valid'])} | "
                          f"{p['ref']['speedup']:.2f}x | {f(p['fast']['valid'])} | {p['fast']['speedup']:.2f}x | "
                          f"{speed}{' (target met)' if p['met'] else ''} |")
         g = lambda q: _quality(q, e["pairs"][0]["metric"], "+").rstrip("%")  # noqa: E731
         r = e["ratio_geomean"]
-        lines.append(f"| {e['task']} | {e['lam']:g} | {e['dense_start']:g} | mean | | | {g(e['valid_diff_mean'])} "
+        lines.append(f"| {e['task']} | {e['lam']:g} | {e['dense_start']:g} | {e['fast_config']} | mean | | | "
+                     f"{g(e['valid_diff_mean'])} "
                      f"points | | {r:.2f}x {'as fast' if r >= 1 else 'the speed'} (geometric mean); met in "
                      f"{e['met']} of {len(e['pairs'])} |")
     return "\n".join(lines)
@@ -605,17 +621,20 @@ def report(args) -> None:
     spread = seed_spread(docs + seeded + [d for entry in dense.values() for d in entry["docs"]])
     if spread:
         text += "\nOther seeds (the same settings; not candidates of the lambda rule):\n\n" + format_seeds(spread) + "\n"
-    paired = paired_seeds(docs + seeded + [d for entry in dense.values() for d in entry["docs"]])
+    every_seed = docs + seeded + [d for entry in dense.values() for d in entry["docs"]]
+    paired = paired_seeds(every_seed) + paired_seeds(every_seed, "W+G+N@6")
     if paired:
-        text += ("\nW+G+N against N seed by seed (both timed in the same process; \"target met\": W+G+N at "
-                 "least as good on valid and no slower):\n\n" + format_paired(paired) + "\n")
+        text += ("\nW+G+N (and W+G+N@6) against N seed by seed (both timed in the same process; \"target met\": "
+                 "at least as good on valid and no slower):\n\n" + format_paired(paired) + "\n")
     for f, entry in dense.items():
         text += (f"\nWith a dense start (the first {100 * f:g}% of each pruned run trains the unpruned network; "
                  f"not candidates of the rule above; the same rule among them picks {entry['chosen']}):\n\n"
                  + format_table(entry["docs"], lam=True) + "\n")
-        if entry["same_quality"]:
-            text += ("\nW+G+N against N at the same quality, both with the dense start:\n\n"
-                     + format_same_quality(entry["same_quality"]) + "\n")
+        for key in ("same_quality", "same_quality_open"):
+            if entry[key]:
+                fast = next(iter(entry[key].values()))["fast"]
+                text += (f"\n{fast} against N at the same quality, both with the dense start:\n\n"
+                         + format_same_quality(entry[key]) + "\n")
     same = same_quality(docs)
     text += ("\nW+G+N against N at the same quality (every lambda; speedup over the full-size model "
              "timed in the same process; target met on: "
@@ -623,7 +642,8 @@ def report(args) -> None:
              + format_same_quality(same) + "\n")
     (out / "table.md").write_text(text)
     dense_docs = [d for entry in dense.values() for d in entry["docs"]]
-    dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"]} for f, e in dense.items()}
+    dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"],
+                             "same_quality_open": e["same_quality_open"]} for f, e in dense.items()}
     (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded + dense_docs,
                                                          "same_quality": same, "seeds": spread,
                                                          "paired_seeds": paired,
@@ -682,7 +702,8 @@ def plot_speed_quality(docs, path: Path, dense_docs=()) -> None:
     import matplotlib.pyplot as plt
     tasks = [t for t in TASKS if any(d["task"] == t for d in docs)]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.8), squeeze=False)
-    styles = {"N": ("#4c72b0", "o"), "W+N": ("#8172b3", "s"), "W+G+N": ("#c44e52", "D"), "W+G+N+V": ("#55a868", "^")}
+    styles = {"N": ("#4c72b0", "o"), "W+N": ("#8172b3", "s"), "W+G+N": ("#c44e52", "D"), "W+G+N+V": ("#55a868", "^"),
+              "W+G+N@6": ("#937860", "P")}
     for ax, task in zip(axes[0], tasks):
         mine = sorted((d for d in docs if d["task"] == task), key=lambda d: d["lam"])
         metric = mine[0]["rows"][0]["metric"]

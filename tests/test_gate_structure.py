@@ -106,6 +106,18 @@ def test_configs_option_names_unknown_runs(gs, tmp_path):
         gs.main(["ptb", "--configs", "N,W+G+N+V", "--out", str(tmp_path), "--data", str(tmp_path)])
 
 
+def test_open_start_run_type_is_asked_for_by_name(gs, tmp_path):
+    """W+G+N@6: W+G+N's families with the extra gates opened at log_alpha 6; never in a task
+    command's default runs, and for the classifiers only."""
+    assert all("W+G+N@6" not in t["configs"] for t in gs.TASKS.values())
+    task = dict(gs.TASKS["rt"], data=str(tmp_path), lam=16.0, dense_start=0.1333)
+    assert gs.train_config(task, "W+G+N@6").log_alpha_init_extra == 6.0
+    assert gs.train_config(task, "W+G+N").log_alpha_init_extra == 3.0
+    assert gs.CONFIGS["W+G+N@6"] == gs.CONFIGS["W+G+N"]
+    with pytest.raises(SystemExit, match="W\\+G\\+N@6 not among ptb"):
+        gs.main(["ptb", "--configs", "W+G+N@6", "--out", str(tmp_path), "--data", str(tmp_path)])
+
+
 def test_a_configs_subset_keeps_the_runs_finished_before(gs, tmp_path):
     """``--configs N`` in a folder where W+G+N finished: the table keeps W+G+N (and times it
     again with the others); a run that did not finish is not added."""
@@ -158,8 +170,8 @@ def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(gs):
     assert e["ratio_geomean"] == pytest.approx(1.0)
     assert e["valid_diff_mean"] == pytest.approx(0.0)
     text = gs.format_paired(paired)
-    assert "| rt | 16 | 0.1333 | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
-    assert "| rt | 16 | 0.1333 | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
+    assert "| rt | 16 | 0.1333 | W+G+N | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
+    assert "| rt | 16 | 0.1333 | W+G+N | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
     assert "met in 2 of 3" in text
 
 
