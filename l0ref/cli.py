@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="global gradient-norm clip, 0 = none (default 0.25 for sgd, 1 for adam)")
     o.add_argument("--log-alpha-init", type=_floats("log-alpha-init"), default=None,
                    help=f"mean of the N(mean, 0.1) log_alpha init (default {d.log_alpha_init:g})")
+    o.add_argument("--log-alpha-init-extra", type=_floats("log-alpha-init-extra"), default=None,
+                   help=f"the same for the gate families beyond the neurons (default {d.log_alpha_init_extra:g})")
     o.add_argument("--log-alpha-lr-scale", type=_floats("log-alpha-lr-scale"), default=None,
                    help=f"learning-rate multiplier for log_alpha (default {D['log_alpha_lr_scale']:g})")
     o.add_argument("--init-range", type=_floats("init-range"), default=None,
@@ -292,8 +294,8 @@ def _say(*parts) -> None:
 
 #: The options of ``l0ref train`` that are TrainConfig fields (the same names).
 TRAIN_FIELDS = ("epochs", "batch_size", "bptt", "optimizer", "lr", "momentum", "lr_decay", "lr_decay_start",
-                "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_lr_scale", "init_range",
-                "eval_every", "seed", "dtype", "lam1", "lam2", "target_macs", "target_params", "target_warmup",
+                "dropout", "weight_decay", "clip", "log_alpha_init", "log_alpha_init_extra", "log_alpha_lr_scale",
+                "init_range", "eval_every", "seed", "dtype", "lam1", "lam2", "target_macs", "target_params", "target_warmup",
                 "target_lr", "target_lam2", "lam_vocab", "lam_preact", "lam_weights", "finetune",
                 "dense_start")
 #: The options of ``l0ref train`` that a checkpoint fixes, refused with ``--resume``: the model's and the

@@ -80,9 +80,11 @@ def test_every_gate_family_trains_compacts_and_evaluates_alike(corpus, tmp_path,
     model give the same test perplexity."""
     run = tmp_path / "all"
     assert cli.main(_train_args(corpus, run, epochs=1, extra=["--gates", "vocab,weights,preact,neurons",
-                                                              "--lam-preact", "50", "--lam-weights", "5"])) == 0
+                                                              "--lam-preact", "50", "--lam-weights", "5",
+                                                              "--log-alpha-init-extra", "4"])) == 0
     st = train.load_checkpoint(run / "checkpoint.npz")
     assert st.model_config.gate_families == ("neurons", "preact", "weights", "vocab")
+    assert st.config.log_alpha_init_extra == 4.0
     assert set(st.params["log_alpha"]) == {"neurons", "preact", "weights", "vocab"}
     summary = json.loads((run / "summary.json").read_text())
     assert summary["gate_families"] == ["neurons", "preact", "weights", "vocab"]
@@ -123,6 +125,7 @@ def test_resume_continues_the_run(corpus, tmp_path, capsys):
     (["--emb", "0"], "--emb"),
     (["--lr", "-1"], "lr"),
     (["--lr", "nan"], "not finite"),
+    (["--log-alpha-init-extra", "inf"], "log-alpha-init-extra: 'inf' is not finite"),
     (["--epochs", "0"], "epochs"),
     (["--depth", "3"], "--depth applies to --cell rhn"),
     (["--max-minutes", "0"], "max-minutes"),
