@@ -326,7 +326,7 @@ def run_task(name: str, args) -> None:
     task["dense_start"] = args.dense_start
     if args.configs is not None:
         wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
-        allowed = task["configs"] + [c for c in OPTIONAL if task["kind"] == "classify"]
+        allowed = task["configs"] + list(OPTIONAL)
         unknown = [c for c in wanted if c not in allowed]
         if unknown:
             raise SystemExit(f"--configs: {', '.join(unknown)} not among {name}'s runs {allowed}")
