@@ -245,7 +245,7 @@ def torch_models(models_: dict, tokens, lengths) -> dict:
     torch.set_num_threads(1)
     out = {}
     tok = torch.from_numpy(np.ascontiguousarray(tokens))
-    for name in ("full", "N", "W+G+N", "W+G+N+V"):
+    for name in ("full", "N", "W+G+N", "W+G+N+V", "W+G+N@6"):
         cm = models_.get(name)
         if cm is None:
             continue
