@@ -584,8 +584,10 @@ def format_seeds(spread: list) -> str:
 def load_docs(out: Path, published: Path = REPO / "docs" / "data" / "gate_structure.json") -> list:
     """Every task command's results: those of ``published`` (the last report's, kept in the
     repository) and those under ``out`` (``<task>_lam<L>/results.json``; a new one of the same
-    task, lambda and fine-tuning replaces the published one), so a report made where the run
-    folders of earlier sessions are gone still has every result."""
+    task, lambda, fine-tuning, seed and dense start replaces the published one's rows of the
+    run types it has and keeps the others, each row with the full-size time of the process
+    that timed it), so a report made where the run folders of earlier sessions are gone
+    still has every result."""
     docs = {}
     if published.exists():
         for doc in json.loads(published.read_text())["tasks"]:
@@ -593,6 +595,11 @@ def load_docs(out: Path, published: Path = REPO / "docs" / "data" / "gate_struct
             docs[_key(doc)] = doc
     for path in sorted(out.glob("*/results.json")):
         doc = json.loads(path.read_text())
+        old = docs.get(_key(doc))
+        if old is not None:
+            have = {r["config"] for r in doc["rows"]}
+            rows = doc["rows"] + [r for r in old["rows"] if r["config"] not in have]
+            doc = dict(doc, rows=sorted(rows, key=lambda r: list(CONFIGS).index(r["config"])))
         docs[_key(doc)] = doc
     return list(docs.values())
 

@@ -38,6 +38,20 @@ def test_load_docs_merges_published_and_new_results(gs, tmp_path):
     assert set(docs) == {("rt", 0.6), ("rt", 1.0), ("r8", 1)}
     assert docs[("rt", 1.0)]["rows"][0]["valid"] == 0.75           # the new result wins
     assert "chosen" not in docs[("rt", 0.6)]                        # the report decides that again
+
+
+def test_a_new_result_keeps_the_published_rows_of_other_run_types(gs, tmp_path):
+    """A folder that ran ``--configs W+G+N@6`` (and its base) at a published lambda: its rows
+    replace those of the same run types, the published N row stays, in CONFIGS order."""
+    published = tmp_path / "published.json"
+    old = _doc("ptb", 4.0, [_row("base", 180.0, 20.0, metric="ppl"), _row("N", 185.0, 9.0, metric="ppl")])
+    published.write_text(json.dumps({"tasks": [old]}))
+    out = tmp_path / "out"
+    (out / "ptb_lam4").mkdir(parents=True)
+    new = _doc("ptb", 4.0, [_row("base", 180.0, 21.0, metric="ppl"), _row("W+G+N@6", 184.0, 8.0, metric="ppl")])
+    (out / "ptb_lam4" / "results.json").write_text(json.dumps(new))
+    (doc,) = gs.load_docs(out, published)
+    assert [(r["config"], r["ms"]) for r in doc["rows"]] == [("base", 21.0), ("N", 9.0), ("W+G+N@6", 8.0)]
     assert gs.load_docs(tmp_path / "none", tmp_path / "missing.json") == []
 
 
