@@ -382,10 +382,12 @@ def format_table(docs, lam: bool = False) -> str:
 def choose(docs: list) -> dict:
     """Per task, the lambda that the rule picks on validation data alone: the largest whose
     W+G+N run's valid quality is within 2 accuracy points (2% perplexity) of the unpruned
-    run's; the smallest lambda if none is."""
+    run's; the smallest lambda if none is.  Lambdas without a W+G+N run (where only
+    ``--configs W+G+N@6`` ran, say) are not candidates."""
     chosen = {}
     for task in TASKS:
-        mine = sorted((d for d in docs if d["task"] == task), key=lambda d: d["lam"])
+        mine = sorted((d for d in docs if d["task"] == task and any(r["config"] == "W+G+N" for r in d["rows"])),
+                      key=lambda d: d["lam"])
         if not mine:
             continue
         ok = []
@@ -647,12 +649,17 @@ def report(args) -> None:
              "timed in the same process; target met on: "
              + (", ".join(t for t, r in same.items() if r["met"]) or "none") + "):\n\n"
              + format_same_quality(same) + "\n")
+    same_open = same_quality(docs, "W+G+N@6")
+    if same_open:
+        text += ("\nW+G+N@6 against N at the same quality (every lambda where it ran):\n\n"
+                 + format_same_quality(same_open) + "\n")
     (out / "table.md").write_text(text)
     dense_docs = [d for entry in dense.values() for d in entry["docs"]]
     dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"],
                              "same_quality_open": e["same_quality_open"]} for f, e in dense.items()}
     (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded + dense_docs,
-                                                         "same_quality": same, "seeds": spread,
+                                                         "same_quality": same, "same_quality_open": same_open,
+                                                         "seeds": spread,
                                                          "paired_seeds": paired,
                                                          "dense_start": dense_json}, indent=1) + "\n")
     plot(docs, out / "gate_structure.png")

@@ -55,6 +55,12 @@ def test_a_new_result_keeps_the_published_rows_of_other_run_types(gs, tmp_path):
     assert gs.load_docs(tmp_path / "none", tmp_path / "missing.json") == []
 
 
+def test_choose_passes_over_lambdas_without_a_w_g_n_run(gs):
+    docs = [_doc("rt", 8.0, [_row("base", 0.77, 3.0), _row("W+G+N", 0.76, 1.0)]),
+            _doc("rt", 12.0, [_row("base", 0.77, 3.0), _row("W+G+N@6", 0.77, 1.0)])]
+    assert gs.choose(docs) == {"rt": 8.0}
+
+
 def test_choose_takes_the_largest_lambda_within_two_points_on_valid(gs):
     docs = [_doc("rt", lam, [_row("base", 0.77, 2.0), _row("W+G+N", v, 1.0)])
             for lam, v in ((0.3, 0.76), (0.6, 0.751), (1.0, 0.74))]
