@@ -81,10 +81,12 @@ OUT = REPO / "benchmarks" / "results" / "gate_structure"
 CONFIGS = {"base": ("neurons",), "N": ("neurons",), "W+N": ("neurons", "weights"),
            "W+G+N": ("neurons", "preact", "weights"), "W+G+N+V": ("neurons", "preact", "weights", "vocab"),
            "W+G+N@6": ("neurons", "preact", "weights")}
-#: Runs that only ``--configs`` asks for (each task command's time is planned without them).
-OPTIONAL = ("W+G+N@6",)
 #: ``TrainConfig.log_alpha_init_extra`` of a run type, where it is not the default (3).
 EXTRA_INIT = {"W+G+N@6": 6.0}
+#: Runs that only ``--configs`` asks for (each task command's time is planned without them).
+OPTIONAL = tuple(EXTRA_INIT)
+#: The run types judged against N for issue 12's second target.
+COMPARED = ("W+G+N", *OPTIONAL)
 CLASSIFY_TRAIN = dict(optimizer="adam", lr=3e-3, clip=1.0, dropout=0.3, weight_decay=1e-6, lr_decay=1.0,
                       log_alpha_lr_scale=5.0, batch_size=32, eval_batch_size=64, seed=0)
 TASKS = {
@@ -245,7 +247,7 @@ def torch_models(models_: dict, tokens, lengths) -> dict:
     torch.set_num_threads(1)
     out = {}
     tok = torch.from_numpy(np.ascontiguousarray(tokens))
-    for name in ("full", "N", "W+G+N", "W+G+N+V", "W+G+N@6"):
+    for name in ("full", "N", "W+G+N+V", *COMPARED):
         cm = models_.get(name)
         if cm is None:
             continue
@@ -476,8 +478,8 @@ def dense_start_docs(docs: list) -> dict:
         mine = sorted((d for d in docs if float(d.get("dense_start") or 0.0) == f and not d.get("finetune")
                        and not d.get("seed")), key=lambda d: (list(TASKS).index(d["task"]), d["lam"]))
         with_n = [d for d in mine if any(r["config"] == "N" for r in d["rows"])]
-        out[f] = {"docs": mine, "chosen": choose(mine), "same_quality": same_quality(with_n, variants=True) if with_n else {},
-                  "same_quality_open": same_quality(with_n, "W+G+N@6", variants=True) if with_n else {}}
+        compared = {c: same_quality(with_n, c, variants=True) for c in COMPARED}
+        out[f] = {"docs": mine, "chosen": choose(mine), "same_quality": {c: r for c, r in compared.items() if r}}
     return out
 
 
@@ -631,7 +633,7 @@ def report(args) -> None:
     if spread:
         text += "\nOther seeds (the same settings; not candidates of the lambda rule):\n\n" + format_seeds(spread) + "\n"
     every_seed = docs + seeded + [d for entry in dense.values() for d in entry["docs"]]
-    paired = paired_seeds(every_seed) + paired_seeds(every_seed, "W+G+N@6")
+    paired = [e for c in COMPARED for e in paired_seeds(every_seed, c)]
     if paired:
         text += ("\nW+G+N (and W+G+N@6) against N seed by seed (both timed in the same process; \"target met\": "
                  "at least as good on valid and no slower):\n\n" + format_paired(paired) + "\n")
@@ -639,27 +641,20 @@ def report(args) -> None:
         text += (f"\nWith a dense start (the first {100 * f:g}% of each pruned run trains the unpruned network; "
                  f"not candidates of the rule above; the same rule among them picks {entry['chosen']}):\n\n"
                  + format_table(entry["docs"], lam=True) + "\n")
-        for key in ("same_quality", "same_quality_open"):
-            if entry[key]:
-                fast = next(iter(entry[key].values()))["fast"]
-                text += (f"\n{fast} against N at the same quality, both with the dense start:\n\n"
-                         + format_same_quality(entry[key]) + "\n")
-    same = same_quality(docs)
-    text += ("\nW+G+N against N at the same quality (every lambda; speedup over the full-size model "
-             "timed in the same process; target met on: "
-             + (", ".join(t for t, r in same.items() if r["met"]) or "none") + "):\n\n"
-             + format_same_quality(same) + "\n")
-    same_open = same_quality(docs, "W+G+N@6")
-    if same_open:
-        text += ("\nW+G+N@6 against N at the same quality (every lambda where it ran):\n\n"
-                 + format_same_quality(same_open) + "\n")
+        for config, result in entry["same_quality"].items():
+            text += (f"\n{config} against N at the same quality, both with the dense start:\n\n"
+                     + format_same_quality(result) + "\n")
+    same = {c: res for c in COMPARED if (res := same_quality(docs, c))}
+    for config, result in same.items():
+        text += (f"\n{config} against N at the same quality (every lambda where it ran; speedup over the full-size "
+                 "model timed in the same process; target met on: "
+                 + (", ".join(t for t, r in result.items() if r["met"]) or "none") + "):\n\n"
+                 + format_same_quality(result) + "\n")
     (out / "table.md").write_text(text)
     dense_docs = [d for entry in dense.values() for d in entry["docs"]]
-    dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"],
-                             "same_quality_open": e["same_quality_open"]} for f, e in dense.items()}
+    dense_json = {f"{f:g}": {"chosen": e["chosen"], "same_quality": e["same_quality"]} for f, e in dense.items()}
     (out / "gate_structure.json").write_text(json.dumps({"chosen": chosen, "tasks": docs + tuned + seeded + dense_docs,
-                                                         "same_quality": same, "same_quality_open": same_open,
-                                                         "seeds": spread,
+                                                         "same_quality": same, "seeds": spread,
                                                          "paired_seeds": paired,
                                                          "dense_start": dense_json}, indent=1) + "\n")
     plot(docs, out / "gate_structure.png")

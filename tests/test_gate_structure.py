@@ -207,7 +207,7 @@ def test_dense_start_runs_are_a_method_of_their_own(gs):
     assert all(gs._variant(d) for d in dense)
     entry = gs.dense_start_docs(docs)[0.1333]
     assert [d["lam"] for d in entry["docs"]] == [1.0, 4.0] and entry["chosen"] == {"rt": 4.0}
-    pairs = [(p["ref"]["lam"], p["best"]["lam"], p["verdict"]) for p in entry["same_quality"]["rt"]["pairs"]]
+    pairs = [(p["ref"]["lam"], p["best"]["lam"], p["verdict"]) for p in entry["same_quality"]["W+G+N"]["rt"]["pairs"]]
     assert pairs == [(1.0, 1.0, "slower"), (4.0, 4.0, "no slower")]
     assert [p["ref"]["lam"] for p in gs.same_quality(docs)["rt"]["pairs"]] == [0.6, 1.0]    # the plain runs alone
     assert gs._key(dense[0]) != gs._key(dict(dense[0], dense_start=0.0))
