@@ -5,10 +5,11 @@
 Runs ``driver.run`` on the compact model of the paper's Table 1 (vocabulary 10,000,
 batch 10, 30 steps, (251, 296, 247); the RHN: depth 10, width 389) with the kernels'
 entry points wrapped in timers, so every stage is timed inside the real forward:
-each layer's input product (``matmul_bias``) and recurrence (``*_sequence``; split by
-columns, the recurrence computes the input product itself, and the two are one stage),
-and the output layer (``output_log_probs``), split into its product and its log-softmax by
-timing the product alone on the same arguments right after.  A 2048 x 2048 float32
+each layer (``*_layer``, one compiled call: ``fast/layers.py``), split into its input
+product and its recurrence by timing the product alone on the same arguments right
+after (split by columns, the recurrence computes the input product itself, and the two
+are one stage), and the output layer (``output_log_probs``), split into its product and
+its log-softmax the same way.  A 2048 x 2048 float32
 numpy product is timed in the same rounds for the machine's matrix-product rate,
 under the benchmark's thread settings (``l0ref.experiments.table1.THREAD_ENV``).
 Medians over the rounds; "% of matmul" is each stage's FLOPs (2 x multiply-adds) per
@@ -24,11 +25,13 @@ import numpy as np
 
 from l0ref import models as model
 from l0ref.fast import driver
+from l0ref.fast.recurrences import projects
+from l0ref.fast.tile import matmul_bias
 from l0ref.gates import PARAMS_KEY
 from l0ref.experiments.table1 import BATCH, MATMUL_N, STEPS, CONFIGS, VOCAB, macs_by_stage, rerun_with_thread_env
 from l0ref.models import ModelConfig
 
-TIMED = ("matmul_bias", "lstm_sequence", "gru_sequence", "rhn_sequence", "output_log_probs")
+TIMED = ("lstm_layer", "gru_layer", "rhn_layer", "output_log_probs")
 #: The compact configurations of the benchmark (``l0ref.experiments.table1.CONFIGS``), by cell.
 CONFIGS = {cell: ModelConfig(cell, VOCAB, e, hs, opts) for cell, kind, e, hs, opts in CONFIGS if kind == "compact"}
 
@@ -52,25 +55,35 @@ def stage_flops(config: ModelConfig) -> list[tuple[str, float]]:
     return [(name, 2 * STEPS * BATCH * macs) for name, macs in macs_by_stage(config)] + [("log-softmax", 0)]
 
 
+def input_product_alone(args) -> float | None:
+    """Seconds of a layer's input product alone, on the arguments of its recorded call
+    (``layers.py``: x, W, b_in first; the grid and the product's split before
+    ``starts``), into a scratch ``wx``; None where the layer's split computes it inside
+    the recurrence (:func:`recurrences.projects`)."""
+    x, W, b_in = args[:3]
+    rows, cols, row_starts, panel_starts = args[-5:-1]
+    if projects(rows, cols):
+        return None
+    wx = np.empty((x.shape[0], W.shape[0] * W.shape[-1]), x.dtype)
+    t0 = time.perf_counter()
+    matmul_bias(x, W, b_in, wx, row_starts, panel_starts)
+    return time.perf_counter() - t0
+
+
 def recorded_stages(record: list, flops: list[tuple[str, float]]) -> list[tuple[str, float, float]]:
     """(stage name, seconds, FLOPs) of one forward's ``record`` (all but its last entry,
-    the output layer), from ``stage_flops``' layer stages: where a layer has no
-    ``matmul_bias`` entry, its recurrence computed its input product too, and the two
-    stages are one."""
+    the output layer), from ``stage_flops``' layer stages: a layer is its input product
+    (timed alone, :func:`input_product_alone`) and its recurrence (the rest of the
+    layer's call), or one stage where its recurrence computed its input product too."""
     stages, layer_flops = [], iter(flops)
-    pending = None                                         # a layer's input product, timed
-    for name, seconds, _ in record[:-1]:
-        if name == "matmul_bias":
-            pending = (next(layer_flops), seconds)
-            continue
-        (inp_name, inp_flops), t_inp = pending if pending else (next(layer_flops), None)
-        rec_name, rec_flops = next(layer_flops)
+    for _, seconds, args in record[:-1]:
+        (inp_name, inp_flops), (rec_name, rec_flops) = next(layer_flops), next(layer_flops)
+        t_inp = input_product_alone(args)
         if t_inp is None:
             stages.append((rec_name.replace("recurrence", "input product + recurrence"), seconds,
                            inp_flops + rec_flops))
         else:
-            stages += [(inp_name, t_inp, inp_flops), (rec_name, seconds, rec_flops)]
-        pending = None
+            stages += [(inp_name, t_inp, inp_flops), (rec_name, seconds - t_inp, rec_flops)]
     return stages
 
 
@@ -90,7 +103,6 @@ def main(argv=None) -> int:
     prepared = driver.prepare(config, params)
     tokens = rng.integers(0, VOCAB, (STEPS, BATCH))
     A = rng.standard_normal((MATMUL_N, MATMUL_N), dtype=np.float32)
-    product_alone = driver.matmul_bias                          # before it is wrapped
     record: list = []
     instrument(record)
     times: dict = {}
@@ -105,7 +117,7 @@ def main(argv=None) -> int:
         t_run = time.perf_counter() - t0
         h, P, bias, logp, row_starts, panel_starts = record[-1][2]   # output_log_probs' arguments
         t0 = time.perf_counter()
-        product_alone(h, P, bias, logp, row_starts, panel_starts)
+        matmul_bias(h, P, bias, logp, row_starts, panel_starts)
         t_product = time.perf_counter() - t0
         if r < 2:
             continue

@@ -22,12 +22,12 @@ import numpy as np
 from ..cells import get_cell
 from ..gates import PARAMS_KEY
 from .layout import constant_layout, gate_rows, pack_grouped, pad_grouped, unit_groups
-from .recurrences import gru_sequence, lstm_sequence, projects, rhn_sequence
+from .layers import gru_layer, lstm_layer, rhn_layer
 from .softmax import output_log_probs
 from . import lanes as lanes_mod
 from . import sparse as sparse_mod
-from .sync import aborted, barrier_safe, new_sync
-from .tile import MAX_ROWS, chunks, matmul_bias, pack_panels, pad_panels, panel_width, split
+from .sync import barrier_safe, new_sync
+from .tile import MAX_ROWS, chunks, pack_panels, pad_panels, split
 
 
 @dataclass(frozen=True)
@@ -87,33 +87,33 @@ def _constants_rhn(q, p, const_rows, dtype):
             "b_rec": np.ascontiguousarray(np.concatenate([q["b_rec"], b[:, const_rows]], axis=1))}
 
 
-def _run_lstm(q, x, wx, state, out, pre, sync, rows, cols, starts):
+def _run_lstm(q, x, state, sync, grid, starts):
     h, c = state
-    lstm_sequence(x, q["W"], q["b_in"], wx, q["U"], q["groups"], h, c, out, pre, sync, rows, cols, q["pos"], starts)
+    return lstm_layer(x, q["W"], q["b_in"], q["U"], q["groups"], q["pos"], q["tail"], q["tail_wx"], q["tail_pre"],
+                      h, c, sync, *grid, starts)
 
 
-def _run_gru(q, x, wx, state, out, pre, sync, rows, cols, starts):
+def _run_gru(q, x, state, sync, grid, starts):
     h, = state
-    gru_sequence(x, q["W"], q["b_in"], wx, q["U"], q["b_rec"], q["groups"], h, out, pre, sync, rows, cols, q["pos"],
-                 starts)
+    return gru_layer(x, q["W"], q["b_in"], q["U"], q["b_rec"], q["groups"], q["pos"], q["tail"], q["tail_wx"],
+                     q["tail_pre"], h, sync, *grid, starts)
 
 
-def _run_rhn(q, x, wx, state, out, pre, sync, rows, cols, starts):
+def _run_rhn(q, x, state, sync, grid, starts):
     s, = state
-    buffers = np.empty((2,) + s.shape, s.dtype)
-    rhn_sequence(x, q["W"], q["b_in"], wx, q["R"], q["b_rec"], q["groups"], s, out, pre, buffers, sync, rows, cols,
-                 q["pos"], q["tail"], starts)
+    return rhn_layer(x, q["W"], q["b_in"], q["R"], q["b_rec"], q["groups"], q["pos"], q["tail"], q["tail_wx"],
+                     q["tail_pre"], s, sync, *grid, starts)
 
 
 @dataclass(frozen=True)
 class CellKernel:
     """How the driver runs one cell: ``prepare(params, rows, dtype)`` -> the layer's
     arrays in the layout whose columns hold the gate rows ``rows`` (``layout.gate_rows``),
-    ``run(q, x, wx, state, out, pre, sync, rows, cols, starts)`` runs the recurrence over
-    the packed steps ``starts`` of the inputs x (``wx``: their input projection, which the
-    kernel computes itself where ``recurrences.projects``; ``state``: the cell's state
-    arrays, (B, n) each, the initial state on entry; ``rows`` x ``cols`` the threads' grid
-    and ``sync`` their barrier: ``recurrences.py``)."""
+    ``run(q, x, state, sync, grid, starts)`` runs the layer over the packed steps
+    ``starts`` of the inputs x in one compiled call (``layers.py``) and returns ``(out,
+    aborted)`` (``state``: the cell's state arrays, (B, n) each, the initial state on
+    entry; ``grid``: :func:`layer_grid`'s rows, columns and product split; ``sync`` the
+    threads' barrier: ``recurrences.py``)."""
 
     prepare: Callable
     run: Callable
@@ -172,7 +172,7 @@ def prepare_layer(cell: str, p: dict, m: int, dtype, options: dict | None = None
     if live.all():
         groups = unit_groups(n, module.BLOCKS, parts, dtype)
         q = {"n": n, "groups": groups, **kernel.prepare(p, gate_rows(n, module.BLOCKS, groups, dtype), dtype),
-             "pos": np.empty(0, np.int64), "tail": 0}
+             "pos": np.empty(0, np.int64), "tail": 0, "tail_wx": np.empty(0, dtype), "tail_pre": np.empty(0, dtype)}
     else:                                      # constant gates: no column, no product (layout.constant_layout)
         groups, rows, pos, const_rows = constant_layout(n, module.BLOCKS, parts, dtype, live)
         q = {"n": n, "groups": groups, **kernel.prepare(p, rows, dtype), "pos": pos, "tail": len(const_rows)}
@@ -412,41 +412,48 @@ def _check_schedule(schedule, threads) -> int:
 
 def _run_packed(cell: str, q: dict, x: np.ndarray, starts: np.ndarray, B: int, state0, schedule, threads):
     """:func:`run_packed` on checked arguments (x C-contiguous, B the first step's rows,
-    ``threads`` resolved).
-    Few Python operations: between kernels that sweep megabytes, each costs microseconds
-    of cache misses (measured: 0.3 ms a layer of the compact Table 1 LSTM before this was
-    trimmed)."""
-    dtype = x.dtype
-    n = q["n"]
-    nr = panel_width(dtype)
-    width = q["W"].shape[0] * nr + q["tail"]                     # the layout's columns: padding, constants
-    rows_in = x.shape[0]
+    ``threads`` resolved): one compiled call (``layers.py``), and few Python operations
+    around it, since between kernels that sweep megabytes each costs microseconds of
+    cache misses."""
     kernel = _kernel(cell)
-    rows, cols = recurrence_split(B, q["groups"].shape[0], schedule, threads)
-    wx = np.empty((rows_in, width), dtype)
-    if not projects(rows, cols):                                 # else the recurrence computes it
-        _input_product(q, x, wx, threads)
-    out = np.empty((rows_in, n), dtype)
-    pre = np.empty((B, width), dtype)
-    if q["tail"]:                                                # the constant gates' values
-        wx[:, width - q["tail"]:] = q["tail_wx"]
-        pre[:, width - q["tail"]:] = q["tail_pre"]
-    states = _initial_states(state0, kernel.state, B, n, dtype)
-    sync = new_sync((rows.shape[0] - 1) * cols)
-    kernel.run(q, x, wx, states, out, pre, sync, rows, cols, starts)
-    if aborted(sync):                                            # a barrier timed out: again, by rows
-        if projects(rows, cols):
-            _input_product(q, x, wx, threads)
-        states = _initial_states(state0, kernel.state, B, n, dtype)
-        rows, cols = recurrence_split(B, 1, "rows", threads)
-        kernel.run(q, x, wx, states, out, pre, new_sync(rows.shape[0] - 1), rows, cols, starts)
+    grid = layer_grid(q, x.shape[0], B, schedule, threads)
+    states = _initial_states(state0, kernel.state, B, q["n"], x.dtype)
+    out, aborted = kernel.run(q, x, states, new_sync(_parties(grid)), grid, starts)
+    if aborted:                                                  # a barrier timed out: again, by rows
+        grid = layer_grid(q, x.shape[0], B, "rows", threads)
+        states = _initial_states(state0, kernel.state, B, q["n"], x.dtype)
+        out, _ = kernel.run(q, x, states, new_sync(_parties(grid)), grid, starts)
     return out, states
 
 
-def _input_product(q: dict, x: np.ndarray, wx: np.ndarray, threads: int) -> None:
-    """Every step's input projection ``wx = x W^T + b_in`` (its panel columns; the tail
-    of constants is the caller's), split into blocks over the threads (``tile.split``)."""
-    matmul_bias(x, q["W"], q["b_in"], wx, *split(x.shape[0], q["W"].shape[0], q["W"].shape[-1], threads))
+def layer_grid(q: dict, rows_in: int, B: int, schedule: str, threads: int) -> tuple:
+    """How the threads share a layer of ``rows_in`` input rows (all steps) and a first
+    step of ``B`` rows: ``(rows, cols, row_starts, panel_starts)``, the recurrence's grid
+    (:func:`recurrence_split`) and the input product's blocks (``tile.split``), which the
+    layer computes before the recurrence where the grid does not (``layers.py``)."""
+    W = q["W"]
+    return _layer_grid(rows_in, B, q["groups"].shape[0], W.shape[0], W.shape[-1], schedule, threads, barrier_safe())
+
+
+@functools.lru_cache(maxsize=256)
+def _layer_grid(rows_in: int, B: int, groups: int, panels: int, nr: int, schedule: str, threads: int,
+                safe: bool) -> tuple:
+    """:func:`layer_grid`, cached (no kernel writes the boundaries)."""
+    return (*_recurrence_split(B, groups, schedule, threads, safe), *split(rows_in, panels, nr, threads))
+
+
+def _parties(grid: tuple) -> int:
+    """The threads of a layer's grid (:func:`layer_grid`): row chunks times column parts."""
+    return (grid[0].shape[0] - 1) * grid[1]
+
+
+@numba.njit(cache=False)
+def numba_threads() -> int:
+    """numba's thread count, from compiled code: ``numba.get_num_threads()`` from Python
+    takes two locks, 25-30 us on cold caches against 5-10 for this call.  Not cached on
+    disk (it calls the threading layer through a pointer numba cannot cache); it compiles
+    in a fraction of a second, and computes nothing that a stale copy could get wrong."""
+    return numba.get_num_threads()
 
 
 def _check_threads(threads) -> int:
@@ -537,7 +544,7 @@ def run(prepared: Prepared, tokens, state0=None, schedule: str = "auto", threads
     state0 = [None] * L if state0 is None else list(state0)
     if len(state0) != L:
         raise ValueError(f"state0 has {len(state0)} entries for {L} layers")
-    most = numba.get_num_threads()                               # asked once: each call costs microseconds
+    most = numba_threads()                                       # asked once: each call costs microseconds
     x = _embed(prepared, tokens)                                 # (T, B, e)
     x, finals = _run_stack(prepared, x, state0, schedule, most if threads is None else _check_threads(threads))
     T, B = x.shape[:2]
