@@ -10,6 +10,8 @@
 - ``sync.py``: the barrier of the threads that split a recurrence by columns;
 - ``recurrences.py``: the LSTM, GRU and RHN over a whole sequence, gate math fused,
   the threads by rows of the batch or by unit groups (``docs/wide.md``);
+- ``layers.py``: one compiled call per layer (its buffers, input product and recurrence),
+  so that no Python runs between a layer's kernels;
 - ``softmax.py``: the softmax product and the log-softmax, in one parallel pass or,
   split by columns, with per-block maxima and sums;
 - ``sparse.py``: the CSR kernel of weight-sparse layers (Lobacheva et al.'s weight gates);
