@@ -2,6 +2,7 @@
 gradient checks are slow by design), no health check for slow data generation.  Tests
 set only how many examples they draw."""
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,16 @@ def load_benchmark(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+# --- PyTorch, the oracle of the LSTM and GRU comparisons (tests/test_lstm.py, test_gru.py) ---
+
+def require_torch():
+    """``torch``, or a skip where it is not installed (the README's test command does not
+    install it: PyTorch is an oracle, never a dependency).  Under CI (``CI`` set), whose
+    ``.ci/run`` installs it, a missing torch fails the test instead of skipping it, so
+    the comparisons cannot drop out of CI unseen."""
+    if os.environ.get("CI"):
+        import torch
+        return torch
+    return pytest.importorskip("torch")

@@ -13,6 +13,7 @@ import pytest
 
 from l0ref.cells import gru
 from tests import naive
+from tests.conftest import require_torch
 
 
 # --- all gates open: an independent GRU, and torch.nn.GRU -----------------------------------
@@ -85,7 +86,7 @@ def test_open_gates_match_an_independent_gru():
 
 def test_open_gates_match_torch_gru():
     """Outputs and every gradient against torch.nn.GRU (float64)."""
-    pytest.importorskip("torch")
+    require_torch()
     rng, params, x, h0 = _open_gru_problem()
     out, h_T, cache = gru.forward(params, x, None, None, h0)
     d_out, d_h = rng.normal(size=out.shape), rng.normal(size=h_T.shape)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from l0ref.cells import lstm
 from tests import naive
 from tests.gradcheck import check_gradients
 from tests.strategies import cell_problem, masks, stack_problem
+from tests.conftest import require_torch
 
 SETTINGS = settings(max_examples=30)
 RTOL = 1e-12   # float64 agreement of two orderings of the same arithmetic
@@ -81,7 +81,7 @@ def test_all_ones_masks_equal_the_plain_lstm(problem):
 def test_open_and_masked_lstm_equal_torch(problem):
     """All-ones masks give torch.nn.LSTM's outputs; 1-D masks give torch.nn.LSTM run on
     the explicitly masked matrices of Eq. 2."""
-    pytest.importorskip("torch")
+    require_torch()
     params, x, state0 = problem["params"], problem["x"], problem["state0"]
     out_none, (h_none, c_none), _ = lstm.forward(params, x, None, None, state0)
     t_out, t_h, t_c = _torch_lstm_outputs(params, x, *state0)
