@@ -30,9 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from . import gates as gates_mod
-from . import checkpoint as ckpt
 from . import data as data_mod
-from . import models
+from . import model_files, models
 from . import training as train_mod
 from .cells import CELLS
 from .experiments import pipeline
@@ -436,7 +435,7 @@ def cmd_compact(args) -> int:
     from . import compact as compact_mod
 
     out = check_output_file(args.out, [args.checkpoint], args.overwrite)
-    state = load_training_checkpoint(args.checkpoint)
+    state = model_files.load_checkpoint(args.checkpoint)
     mc, params = state.model_config, state.params
     cm = compact_mod.compact(mc, params)
     rng = np.random.default_rng(0)
@@ -448,59 +447,10 @@ def cmd_compact(args) -> int:
         cm.meta.update(classify.compact_meta(state))
     else:
         _say(pipeline.check_compaction(mc, params, cm, tokens)["message"])
-    _say(compact_mod.format_size_report(cm))
-    constant = compact_mod.format_constant_gates(cm)
-    if constant:
-        _say(constant)
+    pipeline.log_size_report(cm, _say)
     pipeline.save_compact(out, cm, state.vocab, state.level)
     _say(f"compact model: {args.out}")
     return 0
-
-
-def model_file_format(path) -> str:
-    """The format of an l0ref model file (a training checkpoint or a compact model), or a
-    ``ValueError`` that says what the file is instead."""
-    from . import compact as compact_mod
-
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, "no such model file", str(path))
-    if path.is_dir():
-        hint = " (a run directory? its model is checkpoint.npz or compact.npz)" if (path / "checkpoint.npz").exists() else ""
-        raise ValueError(f"{path} is a directory, not a model file{hint}")
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic != b"PK\x03\x04":
-        raise ValueError(f"{path} is not an l0ref model file (a checkpoint.npz or a compact model): it is not an "
-                         f"npz archive")
-    fmt = ckpt.peek_format(path)
-    if fmt not in (train_mod.CHECKPOINT_FORMAT, compact_mod.FORMAT_NAME):
-        raise ValueError(f"{path} is an npz archive but not an l0ref model file (its header names "
-                         f"{fmt!r}, expected {train_mod.CHECKPOINT_FORMAT!r} or {compact_mod.FORMAT_NAME!r})")
-    return fmt
-
-
-def load_training_checkpoint(path) -> train_mod.TrainState:
-    """A training checkpoint, with a clear error for a compact model or any other file."""
-    if model_file_format(path) != train_mod.CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is a compact model, not a training checkpoint (checkpoint.npz)")
-    return train_mod.load_checkpoint(path)
-
-
-def _read_vocab(path) -> tuple[data_mod.Vocab, str]:
-    """The vocabulary and level stored in a checkpoint or a compact model file."""
-    from . import compact as compact_mod
-
-    path = Path(path)
-    if model_file_format(path) == train_mod.CHECKPOINT_FORMAT:
-        st = train_mod.load_checkpoint(path)
-        vocab, level = st.vocab, st.level
-    else:
-        meta = compact_mod.load(path).meta
-        vocab, level = meta.get("vocab"), meta.get("level", "word")
-    if vocab is None:
-        raise ValueError(f"{path}: stores no vocabulary")
-    return data_mod.Vocab(vocab), level
 
 
 def cmd_eval(args) -> int:
@@ -512,7 +462,7 @@ def cmd_eval(args) -> int:
     path = Path(args.model)
     out = None if args.json is None else check_output_file(args.json, [args.model, args.file, args.vocab],
                                                            args.overwrite, "--json")
-    if model_file_format(path) == train_mod.CHECKPOINT_FORMAT:
+    if model_files.file_format(path) == train_mod.CHECKPOINT_FORMAT:
         for flag, given in (("--vocab", args.vocab), ("--numpy", args.numpy)):
             if given:
                 raise UsageError(f"{flag} applies to compact models; a checkpoint carries its vocabulary and "
@@ -528,7 +478,7 @@ def cmd_eval(args) -> int:
     else:
         cm = compact_mod.load(path)
         if args.vocab:
-            vocab, level = _read_vocab(args.vocab)
+            vocab, level = model_files.read_vocab(args.vocab)
         elif "vocab" in cm.meta:
             vocab, level = data_mod.Vocab(cm.meta["vocab"]), cm.meta.get("level", "word")
         else:
@@ -575,7 +525,7 @@ def _report_loader(run_dir):
     path = Path(run_dir) / "checkpoint.npz"
     if not path.exists():
         raise FileNotFoundError(str(path))
-    st = load_training_checkpoint(path)
+    st = model_files.load_checkpoint(path)
     return st.model_config, st.params, models.inference_gates(st.params)
 
 

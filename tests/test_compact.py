@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0ref import compact as C
+from l0ref import sizes
 from l0ref import gates as gates_mod
 from l0ref import tree
 from l0ref import models as model
@@ -180,7 +181,7 @@ def hand_model():
 
 def test_size_report_against_a_hand_count():
     config, params, g = hand_model()
-    report = C.size_report(C.compact(config, params, g))
+    report = sizes.size_report(C.compact(config, params, g))
     assert report.groups == [("embedding", 4, 6), ("layer 1", 3, 5), ("layer 2", 2, 4)]
     rows = {c.name: c for c in report.components}
     assert list(rows) == ["embedding", "layer 1", "layer 2", "softmax"]
@@ -232,7 +233,7 @@ def test_size_report_counts_every_gate_block(name):
 
 def test_format_size_report_is_a_readable_table():
     config, params, g = hand_model()
-    text = C.format_size_report(C.compact(config, params, g))
+    text = sizes.format_size_report(C.compact(config, params, g))
     lines = text.splitlines()
     assert lines[0] == "compacted lstm model"
     assert any(line.split() == ["layer", "1", "3", "5", "60.0%"] for line in lines)

@@ -25,6 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from l0ref import compact as C
+from l0ref import sizes
 from l0ref import fast
 from l0ref import gates as gates_mod
 from l0ref import hard_concrete as hc
@@ -189,7 +190,7 @@ def test_masked_model_equals_compact_model_equals_kernel(name, dtype, rtol, data
     scale = np.abs(ref).max()
     np.testing.assert_allclose(small, ref, rtol=rtol, atol=rtol * scale)
     np.testing.assert_allclose(kernel, ref, rtol=rtol, atol=rtol * scale)
-    for l, row in enumerate(C.constant_gates(cm)):
+    for l, row in enumerate(sizes.constant_gates(cm)):
         pre = cm.structure[l]["preact"]
         assert (sum(row["constant"].values()) == int(np.sum(pre == 0))) if pre is not None else not row["constant"]
 
@@ -228,7 +229,7 @@ def test_weight_sparse_matrices_are_stored_as_csr_and_load_back(name, tmp_path):
     assert set(back.structure[0]["sparse"]) == set(keys)
     for key in get_cell(name).PARAM_KEYS:
         np.testing.assert_array_equal(back.params["layers"][0][key], cm.params["layers"][0][key])
-    report = C.size_report(back)
+    report = sizes.size_report(back)
     nnz = sum(cm.structure[0]["sparse"][k][0].size for k in keys)
     assert report.components[1].macs_after == nnz
 
@@ -400,7 +401,7 @@ def test_constant_gate_picture_counts_the_zeros_of_the_live_units(name, options,
     gates["neurons"][1][::4] = 0                                  # pruned units are left out
     maps = report.constant_gate_maps(config, gates)
     cm = C.compact(config, params, gates)
-    assert [m["constant"] for m in maps] == [row["constant"] for row in C.constant_gates(cm)]
+    assert [m["constant"] for m in maps] == [row["constant"] for row in sizes.constant_gates(cm)]
     assert maps[0]["live"].tolist() == [j for j in range(8) if j % 4]
     path = report.plot_constant_gates(config, params, tmp_path / "cg.png", gates)
     assert path.stat().st_size > 1000

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from l0ref import cli, compact, hard_concrete, models, penalties
+from l0ref import cli, compact, hard_concrete, models, penalties, sizes
 from l0ref import training as train
 from tests.gradcheck import check_gradients
 from tests.conftest import _train_args
@@ -54,7 +54,7 @@ def test_realized_size_counts_what_compaction_keeps():
     rng = np.random.default_rng(3)
     params = models.init_params(cfg, rng, dtype=np.float64)
     params["log_alpha"]["neurons"] = [rng.choice([-6.0, 0.5, 3.0], n) for n in cfg.group_sizes]
-    report = compact.size_report(compact.compact(cfg, params))
+    report = sizes.size_report(compact.compact(cfg, params))
     gates = models.inference_gates(params)
     assert penalties.realized_size(cfg, gates, "macs") == report.macs_after
     assert penalties.full_size(cfg, "macs") == report.macs_before

@@ -8,7 +8,7 @@ import types
 import numpy as np
 import pytest
 
-from l0ref import cells, compact, fast, models, report, training
+from l0ref import cells, compact, fast, models, report, sizes, training
 from tests import toy_cell
 from tests.gradcheck import check_gradients
 
@@ -55,7 +55,7 @@ def test_toy_cell_through_model_compaction_and_report(elman, tmp_path):
     cm = compact.compact(cfg, params)
     ref, _ = models.log_probs(cfg, params, tokens, models.inference_gates(params))
     np.testing.assert_allclose(cm.log_probs(tokens)[0], ref, rtol=1e-12, atol=1e-12)
-    st = compact.size_report(cm)
+    st = sizes.size_report(cm)
     m, n = cfg.emb_size, cfg.hidden_sizes[0]
     assert st.components[1].macs_before == n * (m + n)           # one block: n m + n n
     assert training.expected_size(cfg, params)["recurrent_weights"] == 5 * 11 + 4 * 9

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import compact as compact_mod
 from .. import data as data_mod
-from .. import fast, models, training
+from .. import fast, models, sizes, training
 from ..cells import get_cell
 from ..models import classifier
 from . import pipeline
@@ -238,7 +238,7 @@ def run_locked(spec, out: Path, log, resumed=None) -> dict:
                       "tokens": int(lengths.sum())},
         train_seconds=state.elapsed, wall_seconds=time.perf_counter() - t0,
         config={"model": mc.to_dict(), "train": cfg.to_dict()}, data=source, gate_families=list(mc.gate_families),
-        constant_gates=compact_mod.constant_gates(cm), nonzero_weights=nonzero_weights(mc, params, cm),
+        constant_gates=sizes.constant_gates(cm), nonzero_weights=nonzero_weights(mc, params, cm),
         vocabulary_kept=vocabulary_kept(mc, params),
         sparse_matrices=[sorted(layer["sparse"]) for layer in cm.structure])
     summary_mod.write(out / "summary.json", summary)

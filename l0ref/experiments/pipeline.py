@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import compact as compact_mod
 from .. import data as data_mod
-from .. import fast, models, training
+from .. import fast, models, sizes, training
 from ..tree import map_tree
 from . import rundir
 from . import summary as summary_mod
@@ -328,10 +328,10 @@ def time_compaction(mc, params, cm, tokens, budget: float = 3.0, threads: int | 
 
 def log_size_report(cm, log):
     """Log the compact model's size report and its constant gates; returns the report."""
-    st = compact_mod.size_report(cm)
+    st = sizes.size_report(cm)
     log("")
-    log(compact_mod.format_size_report(st))
-    constant = compact_mod.format_constant_gates(cm)
+    log(sizes.format_size_report(st))
+    constant = sizes.format_constant_gates(cm)
     if constant:
         log(constant)
     return st
@@ -452,7 +452,7 @@ def _run_locked(spec: RunSpec, out: Path, log) -> dict:
         timing=speed["times"], speedup=speed["speedup"], threads=speed["threads"],
         train_seconds=state.elapsed, wall_seconds=time.perf_counter() - t0,
         config={"model": mc.to_dict(), "train": cfg.to_dict()}, data=source, gate_families=list(mc.gate_families),
-        constant_gates=compact_mod.constant_gates(cm),
+        constant_gates=sizes.constant_gates(cm),
         sparse_matrices=[sorted(layer["sparse"]) for layer in cm.structure], **size_target(state, params, st))
     if "target" in summary:
         t = summary["target"]

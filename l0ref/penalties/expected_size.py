@@ -2,7 +2,7 @@
 
 Compaction keeps, of layer l (inputs: neuron group l - 1, units: group l, ``k`` live
 neurons each), ``G_W k_{l-1} k_l + G_U k_l**2`` multiply-adds per token, and the softmax
-``V k_L`` (``compact.size_report`` counts the same; the embedding lookup costs none).  The
+``V k_L`` (``sizes.size_report`` counts the same; the embedding lookup costs none).  The
 gates are independent, and ``k`` is a sum of independent Bernoulli variables with the
 probabilities ``p = P(z != 0)`` of Eq. 9, so with ``S = sum(p)`` and ``Q = sum(p**2)``::
 

@@ -5,7 +5,7 @@ layer: the gate types (LSTM i, f, g, o; GRU r, u, n; RHN H and T of every micro-
 the y axis and the layer's *live* units (neuron gate nonzero) on the x axis, coloured by
 the test-time preactivation gate; a gate whose value is exactly 0 is constant (the
 constant of its biases) and drawn black.  The panel title gives the statistic that
-``compact.constant_gates`` reports: per gate type, how many live units have it constant.
+``sizes.constant_gates`` reports: per gate type, how many live units have it constant.
 """
 from __future__ import annotations
 
