@@ -216,34 +216,64 @@ def test_lanes_product_and_blocks():
         np.testing.assert_allclose(C[:13, L:4 * L], 2 * want - bias[:13, None], rtol=0, atol=2 * tol)
 
 
-def test_auto_takes_the_lanes_for_constant_gates_and_little_padding(monkeypatch):
-    """"auto": the lanes for dense LSTM layers with constant gates whose steps waste few
-    lanes (``documents.LANES_WASTE``), the rows without constant gates or with one long
-    document among short ones; one thread (the lanes' vectors are all it needs)."""
+def test_auto_takes_the_layout_estimated_faster(monkeypatch):
+    """"auto" (``documents.choose_layout``): the lanes where every layer is a dense LSTM
+    layer, the threads fit the lanes and ``documents.lanes_over_rows`` estimates them
+    faster: small layers and little padding, constant gates or not; the rows for one long
+    document among short ones, and for layers too wide for the lanes' padding.  The
+    estimate by hand (the work-weighted mean of the layers'), and either layout equal to
+    the reference."""
     from l0ref.fast import documents, simd
     taken = []
     for name in ("_lanes_last_outputs", "_rows_last_outputs"):
         real = getattr(documents, name)
         monkeypatch.setattr(documents, name, lambda *a, _real=real, _name=name: taken.append(_name) or _real(*a))
-    mc, p, rng = _random_classifier("lstm", ("neurons", "preact"), np.float64, 4)
-    for a in p["log_alpha"]["preact"]:
-        a.reshape(-1)[::3] = -10.0                                   # closed: constant gates
     L = simd.lanes(np.float64)
     even = np.full(L, 5)                                             # one whole vector at every step: waste 1
     skewed = np.concatenate([[40], np.full(L - 1, 2)])               # 38 steps of one document in a vector
+    waste = documents._lanes_waste(documents._step_counts(skewed), np.float64)
     assert documents._lanes_waste(documents._step_counts(even), np.float64) == 1.0
-    assert documents._lanes_waste(documents._step_counts(skewed), np.float64) > documents.LANES_WASTE
-    plain_mc, plain_p, _ = _random_classifier("lstm", ("neurons",), np.float64, 4)
-    for (config, params), lengths, want in [((mc, p), even, "_lanes_last_outputs"),
-                                            ((mc, p), skewed, "_rows_last_outputs"),
-                                            ((plain_mc, plain_p), even, "_rows_last_outputs")]:
-        prepared = fast.prepare(*_compact(config, params), sparse="never")
+    assert waste == 40 * L / (40 + 2 * (L - 1))
+
+    def estimate(config, prepared, w):
+        m, num, den = config.emb_size, 0.0, 0.0
+        for q in prepared.layers:
+            n, const = q["n"], q["constant_rows"]
+            k = max(documents.LANES_K - documents.LANES_K_SMALL / n, documents.LANES_K_MIN)
+            num += 4 * n * (m + n) * w * k * (1 - documents.LANES_CONSTANT * const / (4 * n))
+            den += 4 * n * (m + n)
+            m = n
+        return num / den
+
+    mc, p, rng = _random_classifier("lstm", ("neurons", "preact"), np.float64, 4)
+    for group in p["log_alpha"].values():
+        for a in group:
+            a[...] = 10.0                                            # every unit live
+    for a in p["log_alpha"]["preact"]:
+        a.reshape(-1)[::3] = -10.0                                   # closed: constant gates
+    plain_mc, plain_p, _ = _random_classifier("lstm", ("neurons",), np.float64, 4, sizes=(40, 36))
+    for a in plain_p["log_alpha"]["neurons"]:
+        a[...] = 10.0
+    layouts = []
+    for (config, params), lengths in [((mc, p), even), ((mc, p), skewed), ((plain_mc, plain_p), even),
+                                      ((plain_mc, plain_p), skewed)]:
+        small = _compact(config, params)
+        prepared = fast.prepare(*small, sparse="never")
+        assert small[0].hidden_sizes == config.hidden_sizes
+        counts = documents._step_counts(np.sort(lengths)[::-1])
+        by_hand = estimate(small[0], prepared, documents._lanes_waste(counts, np.float64))
+        assert documents.lanes_over_rows(prepared, counts) == pytest.approx(by_hand, rel=1e-12)
+        want = "_lanes_last_outputs" if by_hand < 1 else "_rows_last_outputs"
+        layouts.append(want)
         tokens = rng.integers(0, 40, (int(lengths.max()), len(lengths)))
         taken.clear()
         got = fast.classify(prepared, tokens, lengths, threads=1)
         assert taken == [want]
         ref = classifier.log_probs(config, params, tokens, lengths, models.eval_gates(params))
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    assert layouts[0] == layouts[2] == "_lanes_last_outputs"       # small layers, no padding: at every width
+    assert layouts[3] == "_rows_last_outputs"                       # wide layers, much padding: at every width
+    assert any(q["constant_rows"] for q in fast.prepare(*_compact(mc, p), sparse="never").layers)
 
 
 def test_lanes_layout_is_refused_where_it_cannot_run():

@@ -49,11 +49,15 @@ def _first_rows(state, rows: int):
 #: ``layout=`` of :func:`classify`: the packed dense kernels (rows of documents), the
 #: documents in the vector lanes (``lanes.py``; dense LSTM layers), or "auto".
 LAYOUTS = ("auto", "rows", "lanes")
-#: The most lanes per token (whole vectors at every step over the tokens there are) at
-#: which "auto" takes the lanes for a classifier with constant gates.  Measured, one
-#: thread, W+G+N: Rotten Tomatoes' batch (32 documents of 6-36 tokens: 1.25) ran 1.27x
-#: faster in the lanes, Reuters R8's (14-200 tokens: 1.73) 1.12x slower.
-LANES_WASTE = 1.5
+#: The "auto" rule's estimate of the lanes' time over the rows' (:func:`lanes_over_rows`):
+#: ``waste * max(LANES_K - LANES_K_SMALL / n, LANES_K_MIN) * (1 - LANES_CONSTANT * q)`` for a
+#: dense LSTM layer of n units with a share q of its gate rows constant, on a batch whose
+#: steps fill ``waste`` lanes a token (whole vectors).  Fitted to ``benchmarks/layouts.py``
+#: on the 2-core EPYC (one thread, float32, 16 lanes; docs/classification.md): the lanes
+#: win for small layers, whose rows layout pays per step for products too small to fill
+#: its tiles (n = 8: 0.54x the rows' time on a Rotten Tomatoes batch, waste 1.25), and lose
+#: on long, uneven documents (n = 128: 1.49x on a Reuters R8 batch, waste 1.73).
+LANES_K, LANES_K_SMALL, LANES_K_MIN, LANES_CONSTANT = 0.88, 3.8, 0.3, 0.6
 
 
 def _step_counts(desc: np.ndarray) -> np.ndarray:
@@ -65,6 +69,36 @@ def _lanes_waste(counts: np.ndarray, dtype) -> float:
     """Lanes that steps of ``counts`` documents fill, whole SIMD vectors each, over the tokens."""
     lanes = simd.lanes(dtype)
     return float((-(-counts // lanes) * lanes).sum() / counts.sum())
+
+
+def lanes_over_rows(prepared: Prepared, counts: np.ndarray) -> float:
+    """The estimated time of the lanes layout over that of the rows for a batch whose steps
+    hold ``counts`` documents: each layer's estimate (:data:`LANES_K`), weighted by the
+    layer's share of the products, ``4 n (m + n)``; inf without a layer of units."""
+    waste = _lanes_waste(counts, prepared.emb.dtype)
+    m, total, weighted = prepared.emb.shape[1], 0.0, 0.0
+    for q in prepared.layers:
+        n = q["n"]
+        if n:
+            work = 4 * n * (m + n)
+            k = max(LANES_K - LANES_K_SMALL / n, LANES_K_MIN)
+            estimate = waste * k * (1 - LANES_CONSTANT * q["constant_rows"] / (4 * n))
+            total, weighted = total + work, weighted + work * estimate
+        m = n
+    return weighted / total if total else float("inf")
+
+
+def choose_layout(prepared: Prepared, counts: np.ndarray, threads: int) -> str:
+    """The layout that "auto" of :func:`classify` takes for a batch whose steps hold
+    ``counts`` documents (``counts[0]``: all of them): "lanes" where every layer can run
+    there (dense LSTM layers), ``threads`` are no more than the lanes can use
+    (``lanes.usable``) and the lanes are estimated faster (:func:`lanes_over_rows` < 1);
+    else "rows"."""
+    if not all("lanes" in q for q in prepared.layers):
+        return "rows"
+    if not lanes_mod.usable(int(counts[0]), prepared.emb.dtype, threads):
+        return "rows"
+    return "lanes" if lanes_over_rows(prepared, counts) < 1 else "rows"
 
 
 def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", threads: int | None = None,
@@ -83,12 +117,7 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
       tokens there are (:func:`run_packed`, ``schedule`` as there); a CSR layer runs
       padded in :func:`length_segments`, a few calls over a batch that shrinks as
       documents end;
-    - "auto": "lanes" where it can run, some layer has constant gates (where it saves
-      work; without them neither layout wins throughout: on rt the full-size model took
-      2.9-3.2 ms in rows against 3.1-3.3 in lanes, the N models 2-7% less in lanes),
-      the lanes that the steps fill, whole vectors, are at most :data:`LANES_WASTE`
-      times the tokens, and ``threads`` (default: numba's) are no more than the lanes
-      can use (``lanes.usable``); else "rows".
+    - "auto": :func:`choose_layout` (``threads``: default numba's).
 
     Then each document's last-layer output at its last token ``lengths[b] - 1``, the
     dense layer and log-softmax (the softmax kernel, over C columns), in the caller's
@@ -107,14 +136,13 @@ def classify(prepared: Prepared, tokens, lengths, schedule: str = "auto", thread
     order = np.argsort(-lengths, kind="stable")
     desc = lengths[order]
     T = int(desc[0])
-    can = all("lanes" in q for q in prepared.layers)
-    if layout == "lanes" and not can:
+    if layout == "lanes" and not all("lanes" in q for q in prepared.layers):
         raise ValueError(f"layout 'lanes' runs dense LSTM layers only; this {prepared.cell} classifier has "
                          f"{'CSR layers' if prepared.cell == 'lstm' else 'none'}")
-    dtype = prepared.emb.dtype
     counts = _step_counts(desc)
-    if layout == "lanes" or (layout == "auto" and can and any(q["constant_rows"] for q in prepared.layers)
-                             and lanes_mod.usable(B, dtype, threads) and _lanes_waste(counts, dtype) <= LANES_WASTE):
+    if layout == "auto":
+        layout = choose_layout(prepared, counts, threads)
+    if layout == "lanes":
         h = _lanes_last_outputs(prepared, tokens[:T, order], desc, counts, threads)
     else:
         h = _rows_last_outputs(prepared, tokens[:T, order], desc, schedule, threads)
@@ -170,4 +198,5 @@ def _sparse_packed(cell: str, q: dict, x: np.ndarray, live: np.ndarray, desc: np
     return out[live]
 
 
-__all__ = ["classify", "LAYOUTS", "LANES_WASTE", "length_segments", "CLASSIFY_SEGMENTS"]
+__all__ = ["classify", "choose_layout", "lanes_over_rows", "LAYOUTS", "LANES_K", "LANES_K_SMALL", "LANES_K_MIN",
+           "LANES_CONSTANT", "length_segments", "CLASSIFY_SEGMENTS"]
