@@ -86,6 +86,36 @@ def test_same_quality_pairs_each_n_run_with_the_fastest_wgn_at_least_as_good(gs)
     assert "1.33x as fast" in text and "1.20x slower" in text and "no W+G+N run as good" in text
 
 
+def _timed(row, rows_ms, lanes_ms, full_rows_ms, full_lanes_ms):
+    """A classifier row whose two layouts were both timed (``ms`` stays the default's)."""
+    return dict(row, rows_ms=rows_ms, lanes_ms=lanes_ms, full_rows_ms=full_rows_ms, full_lanes_ms=full_lanes_ms)
+
+
+def test_same_quality_also_compares_each_model_in_its_faster_layout(gs):
+    """N timed in the rows (3 ms) though its lanes take 1.5; W+G+N in the lanes (2 ms): by
+    the default layouts W+G+N is 1.5x as fast, each in its faster layout 1.33x slower; the
+    full-size model's faster layout (9 ms, not the default's 10) divides both."""
+    docs = [_doc("rt", 8.0, [_timed(_row("N", 0.76, 3.0), 3.0, 1.5, 10.0, 9.0),
+                             _timed(_row("W+G+N", 0.77, 2.0), 2.5, 2.0, 10.0, 9.0)])]
+    res = gs.same_quality(docs)["rt"]
+    (pair,) = res["pairs"]
+    assert pair["verdict"] == "no slower" and pair["verdict_best"] == "slower"
+    assert pair["ref"]["speedup_best"] == pytest.approx(6.0) and pair["best_layout"]["speedup_best"] == pytest.approx(4.5)
+    assert res["met"] and not res["met_best"]
+    assert "| 1.50x as fast | 1.33x slower |" in gs.format_same_quality({"rt": res})
+
+
+def test_same_quality_in_the_faster_layouts_may_pick_another_lambda(gs):
+    docs = [_doc("r8", 1.0, [_row("N", 0.90, 2.0), _timed(_row("W+G+N", 0.91, 1.0), 1.0, 1.0, 10.0, 10.0)]),
+            _doc("r8", 2.0, [_row("W+G+N", 0.92, 1.25)])]                                # only one layout timed
+    (pair,) = gs.same_quality(docs)["r8"]["pairs"]
+    assert pair["best"]["lam"] == 1.0 and pair["best_layout"]["lam"] == 1.0
+    docs[1]["rows"][0] = _timed(docs[1]["rows"][0], 1.25, 0.5, 10.0, 10.0)             # its lanes: 20x
+    (pair,) = gs.same_quality(docs)["r8"]["pairs"]
+    assert pair["best"]["lam"] == 1.0 and pair["best_layout"]["lam"] == 2.0
+    assert "4.00x as fast (lambda 2)" in gs.format_same_quality(gs.same_quality(docs))
+
+
 def test_same_quality_for_perplexity_means_lower_is_as_good(gs):
     docs = [_doc("ptb", 2, [_row("N", 180.0, 5.0, metric="perplexity"), _row("W+G+N", 179.0, 4.0, metric="perplexity")])]
     res = gs.same_quality(docs)["ptb"]
@@ -193,6 +223,14 @@ def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(gs):
     assert "| rt | 16 | 0.1333 | W+G+N | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
     assert "| rt | 16 | 0.1333 | W+G+N | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
     assert "met in 2 of 3" in text
+    assert e["met_best"] == 2 and e["ratio_best_geomean"] == pytest.approx(1.0)   # one layout timed: the default
+    docs[0]["rows"][1] = _timed(docs[0]["rows"][1], 1.0, 2.5, 10.0, 10.0)   # seed 0's N: the lanes slower
+    docs[0]["rows"][2] = _timed(docs[0]["rows"][2], 2.0, 1.0, 10.0, 10.0)   # its W+G+N: the lanes 2x faster
+    (e,) = gs.paired_seeds(docs)
+    p = e["pairs"][0]
+    assert p["ratio"] == pytest.approx(0.5) and p["ratio_best"] == pytest.approx(1.0)
+    assert not p["met_best"]                                                  # as fast, but worse on valid
+    assert "| 2.00x slower | 1.00x as fast |" in gs.format_paired([e])
 
 
 def test_dense_start_runs_are_a_method_of_their_own(gs):
