@@ -430,7 +430,7 @@ def same_quality(docs: list, fast_config: str = "W+G+N", ref_config: str = "N", 
                     metric = r["metric"]
                     points[r["config"]].append({"lam": d["lam"], "valid": r["valid"], "test": r["quality"],
                                                 "speedup": r["full_ms"] / r["ms"], "ms": r["ms"],
-                                                "speedup_best": _best_ms(r, "full_") / _best_ms(r)})
+                                                "speedup_best": _best_speedup(r)})
         if not points[ref_config] or not points[fast_config]:
             continue
         pairs = []
@@ -535,7 +535,7 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
     plain = [d for d in docs if not d.get("finetune")]
     ds = lambda d: float(d.get("dense_start") or 0.0)     # noqa: E731
     point = lambda r: {"valid": r["valid"], "test": r["quality"], "speedup": r["full_ms"] / r["ms"],  # noqa: E731
-                       "speedup_best": _best_ms(r, "full_") / _best_ms(r)}
+                       "speedup_best": _best_speedup(r)}
     out = []
     for task, lam, dense in sorted({(d["task"], d["lam"], ds(d)) for d in plain if d.get("seed")},
                                    key=lambda k: (list(TASKS).index(k[0]), k[2], k[1])):
@@ -561,6 +561,11 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
                     "ratio_best_geomean": float(np.exp(np.mean([np.log(p["ratio_best"]) for p in pairs]))),
                     "met": sum(p["met"] for p in pairs), "met_best": sum(p["met_best"] for p in pairs)})
     return out
+
+
+def _best_speedup(r: dict) -> float:
+    """A run's speedup over the full-size model, each in its faster layout."""
+    return _best_ms(r, "full_") / _best_ms(r)
 
 
 def _best_ms(r: dict, prefix: str = "") -> float:
