@@ -1,4 +1,4 @@
-"""The gate-structure experiment's bookkeeping (benchmarks/gate_structure.py): which results
+"""The gate-structure experiment's bookkeeping (benchmarks/gate_structure.py and gate_structure_report.py): which results
 a report sees, the lambda rule, the same-quality comparison of issue 12's second target,
 and the reuse of the unpruned run across lambdas.  The runs themselves take minutes each and
 need the shared data; these are the script's decisions on results written here."""
@@ -17,6 +17,11 @@ def gs():
     return load_benchmark("gate_structure")
 
 
+@pytest.fixture(scope="module")
+def rep():
+    return load_benchmark("gate_structure_report")
+
+
 def _row(config, valid, ms, full_ms=10.0, metric="accuracy"):
     return {"config": config, "valid": valid, "quality": valid, "ms": ms, "full_ms": full_ms, "metric": metric}
 
@@ -25,7 +30,7 @@ def _doc(task, lam, rows, finetune=0.0):
     return {"task": task, "lam": lam, "finetune": finetune, "rows": rows}
 
 
-def test_load_docs_merges_published_and_new_results(gs, tmp_path):
+def test_load_docs_merges_published_and_new_results(rep, tmp_path):
     published = tmp_path / "published.json"
     old = [_doc("rt", 0.6, [_row("base", 0.77, 2.0)]), _doc("rt", 1.0, [_row("base", 0.70, 2.0)])]
     published.write_text(json.dumps({"chosen": {"rt": 0.6}, "tasks": [dict(old[0], chosen=True), old[1]]}))
@@ -34,13 +39,13 @@ def test_load_docs_merges_published_and_new_results(gs, tmp_path):
     (out / "rt_lam1" / "results.json").write_text(json.dumps(_doc("rt", 1.0, [_row("base", 0.75, 2.0)])))
     (out / "r8_lam1").mkdir()
     (out / "r8_lam1" / "results.json").write_text(json.dumps(_doc("r8", 1, [_row("base", 0.9, 2.0)])))
-    docs = {(d["task"], d["lam"]): d for d in gs.load_docs(out, published)}
+    docs = {(d["task"], d["lam"]): d for d in rep.load_docs(out, published)}
     assert set(docs) == {("rt", 0.6), ("rt", 1.0), ("r8", 1)}
     assert docs[("rt", 1.0)]["rows"][0]["valid"] == 0.75           # the new result wins
     assert "chosen" not in docs[("rt", 0.6)]                        # the report decides that again
 
 
-def test_a_new_result_keeps_the_published_rows_of_other_run_types(gs, tmp_path):
+def test_a_new_result_keeps_the_published_rows_of_other_run_types(rep, tmp_path):
     """A folder that ran ``--configs W+G+N@6`` (and its base) at a published lambda: its rows
     replace those of the same run types, the published N row stays, in CONFIGS order."""
     published = tmp_path / "published.json"
@@ -50,39 +55,39 @@ def test_a_new_result_keeps_the_published_rows_of_other_run_types(gs, tmp_path):
     (out / "ptb_lam4").mkdir(parents=True)
     new = _doc("ptb", 4.0, [_row("base", 180.0, 21.0, metric="ppl"), _row("W+G+N@6", 184.0, 8.0, metric="ppl")])
     (out / "ptb_lam4" / "results.json").write_text(json.dumps(new))
-    (doc,) = gs.load_docs(out, published)
+    (doc,) = rep.load_docs(out, published)
     assert [(r["config"], r["ms"]) for r in doc["rows"]] == [("base", 21.0), ("N", 9.0), ("W+G+N@6", 8.0)]
-    assert gs.load_docs(tmp_path / "none", tmp_path / "missing.json") == []
+    assert rep.load_docs(tmp_path / "none", tmp_path / "missing.json") == []
 
 
-def test_choose_passes_over_lambdas_without_a_w_g_n_run(gs):
+def test_choose_passes_over_lambdas_without_a_w_g_n_run(rep):
     docs = [_doc("rt", 8.0, [_row("base", 0.77, 3.0), _row("W+G+N", 0.76, 1.0)]),
             _doc("rt", 12.0, [_row("base", 0.77, 3.0), _row("W+G+N@6", 0.77, 1.0)])]
-    assert gs.choose(docs) == {"rt": 8.0}
+    assert rep.choose(docs) == {"rt": 8.0}
 
 
-def test_choose_takes_the_largest_lambda_within_two_points_on_valid(gs):
+def test_choose_takes_the_largest_lambda_within_two_points_on_valid(rep):
     docs = [_doc("rt", lam, [_row("base", 0.77, 2.0), _row("W+G+N", v, 1.0)])
             for lam, v in ((0.3, 0.76), (0.6, 0.751), (1.0, 0.74))]
-    assert gs.choose(docs) == {"rt": 0.6}
+    assert rep.choose(docs) == {"rt": 0.6}
     lm = [_doc("ptb", lam, [_row("base", 100.0, 2.0, metric="perplexity"), _row("W+G+N", v, 1.0, metric="perplexity")])
           for lam, v in ((2, 101.0), (4, 103.0))]
-    assert gs.choose(lm) == {"ptb": 2}
+    assert rep.choose(lm) == {"ptb": 2}
 
 
-def test_same_quality_pairs_each_n_run_with_the_fastest_wgn_at_least_as_good(gs):
+def test_same_quality_pairs_each_n_run_with_the_fastest_wgn_at_least_as_good(rep):
     docs = [_doc("r8", 0.6, [_row("N", 0.90, 4.0), _row("W+G+N", 0.89, 4.0)]),
             _doc("r8", 0.8, [_row("N", 0.88, 2.5), _row("W+G+N", 0.905, 3.0)]),
             _doc("r8", 1.0, [_row("N", 0.95, 2.0), _row("W+G+N", 0.89, 2.0, full_ms=5.0)]),
             _doc("r8", 2.0, [_row("W+G+N", 0.91, 1.0)], finetune=0.2)]       # fine-tuned: not a candidate
-    res = gs.same_quality(docs)["r8"]
+    res = rep.same_quality(docs)["r8"]
     verdicts = [(p["ref"]["lam"], p["best"] and p["best"]["lam"], p["verdict"]) for p in res["pairs"]]
     # N 0.6 (0.90, 2.5x): W+G+N 0.8 (0.905, 3.33x) is as good and faster; N 0.8 (0.88, 4x):
     # the W+G+N runs as good are 0.6 (2.5x), 0.8 (3.33x), 1.0 (2.5x, its full model timed at 5 ms)
     assert verdicts == [(0.6, 0.8, "no slower"), (0.8, 0.8, "slower"), (1.0, None, "none as good")]
     assert res["met"] is False
     assert res["pairs"][0]["best"]["speedup"] == pytest.approx(10 / 3)
-    text = gs.format_same_quality({"r8": res})
+    text = rep.format_same_quality({"r8": res})
     assert "1.33x as fast" in text and "1.20x slower" in text and "no W+G+N run as good" in text
 
 
@@ -91,34 +96,34 @@ def _timed(row, rows_ms, lanes_ms, full_rows_ms, full_lanes_ms):
     return dict(row, rows_ms=rows_ms, lanes_ms=lanes_ms, full_rows_ms=full_rows_ms, full_lanes_ms=full_lanes_ms)
 
 
-def test_same_quality_also_compares_each_model_in_its_faster_layout(gs):
+def test_same_quality_also_compares_each_model_in_its_faster_layout(rep):
     """N timed in the rows (3 ms) though its lanes take 1.5; W+G+N in the lanes (2 ms): by
     the default layouts W+G+N is 1.5x as fast, each in its faster layout 1.33x slower; the
     full-size model's faster layout (9 ms, not the default's 10) divides both."""
     docs = [_doc("rt", 8.0, [_timed(_row("N", 0.76, 3.0), 3.0, 1.5, 10.0, 9.0),
                              _timed(_row("W+G+N", 0.77, 2.0), 2.5, 2.0, 10.0, 9.0)])]
-    res = gs.same_quality(docs)["rt"]
+    res = rep.same_quality(docs)["rt"]
     (pair,) = res["pairs"]
     assert pair["verdict"] == "no slower" and pair["verdict_best"] == "slower"
     assert pair["ref"]["speedup_best"] == pytest.approx(6.0) and pair["best_layout"]["speedup_best"] == pytest.approx(4.5)
     assert res["met"] and not res["met_best"]
-    assert "| 1.50x as fast | 1.33x slower |" in gs.format_same_quality({"rt": res})
+    assert "| 1.50x as fast | 1.33x slower |" in rep.format_same_quality({"rt": res})
 
 
-def test_same_quality_in_the_faster_layouts_may_pick_another_lambda(gs):
+def test_same_quality_in_the_faster_layouts_may_pick_another_lambda(rep):
     docs = [_doc("r8", 1.0, [_row("N", 0.90, 2.0), _timed(_row("W+G+N", 0.91, 1.0), 1.0, 1.0, 10.0, 10.0)]),
             _doc("r8", 2.0, [_row("W+G+N", 0.92, 1.25)])]                                # only one layout timed
-    (pair,) = gs.same_quality(docs)["r8"]["pairs"]
+    (pair,) = rep.same_quality(docs)["r8"]["pairs"]
     assert pair["best"]["lam"] == 1.0 and pair["best_layout"]["lam"] == 1.0
     docs[1]["rows"][0] = _timed(docs[1]["rows"][0], 1.25, 0.5, 10.0, 10.0)             # its lanes: 20x
-    (pair,) = gs.same_quality(docs)["r8"]["pairs"]
+    (pair,) = rep.same_quality(docs)["r8"]["pairs"]
     assert pair["best"]["lam"] == 1.0 and pair["best_layout"]["lam"] == 2.0
-    assert "4.00x as fast (lambda 2)" in gs.format_same_quality(gs.same_quality(docs))
+    assert "4.00x as fast (lambda 2)" in rep.format_same_quality(rep.same_quality(docs))
 
 
-def test_same_quality_for_perplexity_means_lower_is_as_good(gs):
+def test_same_quality_for_perplexity_means_lower_is_as_good(rep):
     docs = [_doc("ptb", 2, [_row("N", 180.0, 5.0, metric="perplexity"), _row("W+G+N", 179.0, 4.0, metric="perplexity")])]
-    res = gs.same_quality(docs)["ptb"]
+    res = rep.same_quality(docs)["ptb"]
     assert res["pairs"][0]["verdict"] == "no slower" and res["met"]
 
 
@@ -179,26 +184,26 @@ def test_a_configs_subset_keeps_the_runs_finished_before(gs, tmp_path):
     assert gs.with_finished(["W+G+N", "base"], tmp_path) == ["base", "W+G+N"]
 
 
-def test_other_seeds_are_reported_apart_with_their_means(gs):
+def test_other_seeds_are_reported_apart_with_their_means(rep):
     def full(config, valid, test, removed):
         return dict(_row(config, valid, 1.0), quality=test, removed=removed)
 
     docs = [dict(_doc("rt", 0.8, [full("base", 0.77, 0.78, 0.0), full("W+G+N", 0.75, 0.76, 0.81)]), seed=0),
             dict(_doc("rt", 0.8, [full("base", 0.75, 0.76, 0.0), full("W+G+N", 0.74, 0.75, 0.83)]), seed=1),
             dict(_doc("rt", 1.0, [full("base", 0.77, 0.78, 0.0), full("W+G+N", 0.70, 0.70, 0.9)]), seed=0)]
-    assert gs.choose([d for d in docs if not gs._variant(d)]) == {"rt": 0.8}
-    spread = {e["config"]: e for e in gs.seed_spread(docs)}
+    assert rep.choose([d for d in docs if not rep._variant(d)]) == {"rt": 0.8}
+    spread = {e["config"]: e for e in rep.seed_spread(docs)}
     assert set(spread) == {"base", "W+G+N"}                          # lambda 1 had no other seed
     wgn = spread["W+G+N"]
     assert wgn["seeds"] == [0, 1] and wgn["valid"] == [0.75, 0.74]
     assert wgn["valid_gap"] == pytest.approx(0.745 - 0.76) and wgn["test_gap"] == pytest.approx(0.755 - 0.77)
     assert "valid_gap" not in spread["base"]
     assert "| rt | 0.8 | W+G+N | 0, 1 | 75.0% / 74.0% | 76.0% / 75.0% | 81.0% / 83.0% | 74.5% (-1.5) | 75.5% (-1.5) |" \
-        in gs.format_seeds(list(spread.values()))
-    assert "rt" not in gs.same_quality(docs)                          # no N runs: nothing to pair
+        in rep.format_seeds(list(spread.values()))
+    assert "rt" not in rep.same_quality(docs)                          # no N runs: nothing to pair
 
 
-def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(gs):
+def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(rep):
     """Each seed's W+G+N against its own N (speedups full_ms / ms of the same process), the
     mean valid difference and the geometric mean of the speed ratios; a group with one
     seed only, or where a seed lacks N, is not paired."""
@@ -212,28 +217,28 @@ def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(gs):
             seed(1, (0.70, 1.0), (0.71, 1.0), lam=8),     # lambda 8 has one seed only
             dict(seed(2, (0.7, 1.0), (0.7, 1.0), lam=4), rows=[_row("W+G+N", 0.7, 1.0)]),
             seed(1, (0.7, 1.0), (0.7, 1.0), lam=4)]
-    paired = gs.paired_seeds(docs)
+    paired = rep.paired_seeds(docs)
     assert [(e["lam"], [p["seed"] for p in e["pairs"]]) for e in paired] == [(16, [0, 1, 2])]
     e = paired[0]
     assert [p["met"] for p in e["pairs"]] == [False, True, True] and e["met"] == 2
     assert e["pairs"][0]["ratio"] == pytest.approx(0.5) and e["pairs"][1]["ratio"] == pytest.approx(2.0)
     assert e["ratio_geomean"] == pytest.approx(1.0)
     assert e["valid_diff_mean"] == pytest.approx(0.0)
-    text = gs.format_paired(paired)
+    text = rep.format_paired(paired)
     assert "| rt | 16 | 0.1333 | W+G+N | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
     assert "| rt | 16 | 0.1333 | W+G+N | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
     assert "met in 2 of 3" in text
     assert e["met_best"] == 2 and e["ratio_best_geomean"] == pytest.approx(1.0)   # one layout timed: the default
     docs[0]["rows"][1] = _timed(docs[0]["rows"][1], 1.0, 2.5, 10.0, 10.0)   # seed 0's N: the lanes slower
     docs[0]["rows"][2] = _timed(docs[0]["rows"][2], 2.0, 1.0, 10.0, 10.0)   # its W+G+N: the lanes 2x faster
-    (e,) = gs.paired_seeds(docs)
+    (e,) = rep.paired_seeds(docs)
     p = e["pairs"][0]
     assert p["ratio"] == pytest.approx(0.5) and p["ratio_best"] == pytest.approx(1.0)
     assert not p["met_best"]                                                  # as fast, but worse on valid
-    assert "| 2.00x slower | 1.00x as fast |" in gs.format_paired([e])
+    assert "| 2.00x slower | 1.00x as fast |" in rep.format_paired([e])
 
 
-def test_dense_start_runs_are_a_method_of_their_own(gs):
+def test_dense_start_runs_are_a_method_of_their_own(rep):
     """Never candidates of the plain runs' rule; the same rule, and the same-quality pairing,
     among themselves."""
     plain = [_doc("rt", lam, [_row("base", 0.77, 2.0), _row("N", 0.75, 1.5), _row("W+G+N", v, 1.0)])
@@ -241,21 +246,21 @@ def test_dense_start_runs_are_a_method_of_their_own(gs):
     dense = [dict(_doc("rt", lam, [_row("base", 0.77, 2.0), _row("N", n, 1.2), _row("W+G+N", v, ms)]),
                   dense_start=0.1333) for lam, n, v, ms in ((1.0, 0.78, 0.78, 1.9), (4.0, 0.76, 0.76, 0.5))]
     docs = plain + dense
-    assert gs.choose([d for d in docs if not gs._variant(d)]) == {"rt": 0.6}
-    assert all(gs._variant(d) for d in dense)
-    entry = gs.dense_start_docs(docs)[0.1333]
+    assert rep.choose([d for d in docs if not rep._variant(d)]) == {"rt": 0.6}
+    assert all(rep._variant(d) for d in dense)
+    entry = rep.dense_start_docs(docs)[0.1333]
     assert [d["lam"] for d in entry["docs"]] == [1.0, 4.0] and entry["chosen"] == {"rt": 4.0}
     pairs = [(p["ref"]["lam"], p["best"]["lam"], p["verdict"]) for p in entry["same_quality"]["W+G+N"]["rt"]["pairs"]]
     assert pairs == [(1.0, 1.0, "slower"), (4.0, 4.0, "no slower")]
-    assert [p["ref"]["lam"] for p in gs.same_quality(docs)["rt"]["pairs"]] == [0.6, 1.0]    # the plain runs alone
-    assert gs._key(dense[0]) != gs._key(dict(dense[0], dense_start=0.0))
+    assert [p["ref"]["lam"] for p in rep.same_quality(docs)["rt"]["pairs"]] == [0.6, 1.0]    # the plain runs alone
+    assert rep._key(dense[0]) != rep._key(dict(dense[0], dense_start=0.0))
     other_seed = dict(_doc("rt", 1.0, [_row("base", 0.75, 2.0), _row("W+G+N", 0.74, 1.0)]), dense_start=0.1333, seed=1)
     for r in [*other_seed["rows"], *dense[0]["rows"], *plain[1]["rows"]]:
         r["removed"] = 0.5
-    spread = gs.seed_spread(plain + dense + [other_seed])        # seed 0 of the same lambda, dense start or not
+    spread = rep.seed_spread(plain + dense + [other_seed])        # seed 0 of the same lambda, dense start or not
     wgn = [e for e in spread if e["config"] == "W+G+N"]
     assert len(wgn) == 1 and wgn[0]["dense_start"] == 0.1333 and wgn[0]["valid"] == [0.78, 0.74]
-    assert "| rt | 1 | W+G+N (dense start 0.1333) | 0, 1 |" in gs.format_seeds(spread)
+    assert "| rt | 1 | W+G+N (dense start 0.1333) | 0, 1 |" in rep.format_seeds(spread)
 
 
 def test_reuse_base_takes_a_run_from_before_a_train_field_was_added(gs, tmp_path):
