@@ -227,7 +227,13 @@ def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(rep):
     text = rep.format_paired(paired)
     assert "| rt | 16 | 0.1333 | W+G+N | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
     assert "| rt | 16 | 0.1333 | W+G+N | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
-    assert "met in 2 of 3" in text
+    assert "met in 2 of 3; on the means: target met" in text               # as good on the mean, 1.0x
+    assert e["met_mean"] and e["ratio_range"] == pytest.approx([0.5, 2.0]) and "seeds 0.50-2.00x" in text
+    worse = [dict(d, rows=[dict(r, valid=r["valid"] - 0.02) if r["config"] == "W+G+N" else r for r in d["rows"]])
+             for d in docs]
+    (w,) = rep.paired_seeds(worse)
+    assert w["ratio_geomean"] == pytest.approx(1.0) and not w["met_mean"]     # as fast, 2 points worse on the mean
+    assert "met in 0 of 3; on the means: not met" in rep.format_paired([w])
     assert e["met_best"] == 2 and e["ratio_best_geomean"] == pytest.approx(1.0)   # one layout timed: the default
     docs[0]["rows"][1] = _timed(docs[0]["rows"][1], 1.0, 2.5, 10.0, 10.0)   # seed 0's N: the lanes slower
     docs[0]["rows"][2] = _timed(docs[0]["rows"][2], 2.0, 1.0, 10.0, 10.0)   # its W+G+N: the lanes 2x faster
@@ -274,3 +280,15 @@ def test_reuse_base_takes_a_run_from_before_a_train_field_was_added(gs, tmp_path
     out.mkdir()
     assert gs.reuse_base("rt", task, out) == tmp_path / "rt_lam2" / "base"
     assert gs.train_config(task, "base").dense_start == 0.0 and gs.train_config(task, "W+G+N").dense_start == 0.1333
+
+
+def test_seed_means_of_perplexity_take_lower_as_better(rep):
+    def seed(s, n, w):
+        rows = [_row("base", 190.0, 10.0, metric="perplexity"), _row("N", *n, metric="perplexity"),
+                _row("W+G+N", *w, metric="perplexity")]
+        return dict(_doc("ptb", 16, rows), seed=s, dense_start=0.1333)
+
+    (e,) = rep.paired_seeds([seed(0, (182.0, 4.0), (181.0, 4.0)), seed(1, (180.0, 4.0), (182.0, 4.0))])
+    assert e["valid_diff_mean"] == pytest.approx(0.5) and not e["met_mean"]   # 0.5 higher on the mean: worse
+    (e,) = rep.paired_seeds([seed(0, (182.0, 4.0), (181.0, 4.0)), seed(1, (180.0, 4.0), (180.5, 4.0))])
+    assert e["valid_diff_mean"] == pytest.approx(-0.25) and e["met_mean"] and e["met"] == 1
