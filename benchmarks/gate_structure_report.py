@@ -382,6 +382,10 @@ def report(args) -> None:
     plot(docs, out / "gate_structure.png")
     plot_speed_quality(docs, out / "gate_speed_quality.png", dense_docs)
     shutil.copy(out / "gate_speed_quality.png", REPO / "docs" / "figures" / "gate_speed_quality.png")
+    pairs_6 = [e for e in paired if e["fast_config"] == "W+G+N@6"]
+    if pairs_6:
+        plot_seed_pairs(pairs_6, out / "gate_seed_pairs.png")
+        shutil.copy(out / "gate_seed_pairs.png", REPO / "docs" / "figures" / "gate_seed_pairs.png")
     (REPO / "docs" / "data").mkdir(exist_ok=True)
     shutil.copy(out / "gate_structure.json", REPO / "docs" / "data" / "gate_structure.json")
     shutil.copy(out / "gate_structure.png", REPO / "docs" / "figures" / "gate_structure.png")
@@ -419,6 +423,52 @@ def plot(docs, path: Path) -> None:
     ax.set_title("Constant gates per task (LSTM, L0 gates; * = lambda chosen on valid; "
                  "benchmarks/gate_structure.py)", fontsize=9)
     fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_seed_pairs(paired: list, path: Path) -> None:
+    """Per task (one panel each of :func:`paired_seeds`' groups): every seed's N and its
+    W+G+N (or W+G+N@6) as two points, valid quality against the compact model's speedup
+    over the full-size one timed in the same process, joined by a thin line (labels: the
+    seed), and the means over the seeds (valid: arithmetic, speedup: geometric) as large
+    markers.  Up and right is better (the perplexity axis inverted)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(paired), figsize=(4.6 * len(paired), 3.9), squeeze=False)
+    colors = {"ref": "#4c72b0", "fast": "#937860"}
+    for ax, e in zip(axes[0], paired):
+        metric = e["pairs"][0]["metric"]
+        scale = 100 if metric == "accuracy" else 1
+        names = {"ref": "N", "fast": e["fast_config"]}
+        for p in e["pairs"]:
+            xs = [p[side]["speedup"] for side in ("ref", "fast")]
+            ys = [scale * p[side]["valid"] for side in ("ref", "fast")]
+            ax.plot(xs, ys, color="grey", lw=0.6, alpha=0.6)
+            for side, x, y in zip(("ref", "fast"), xs, ys):
+                ax.plot(x, y, "o", color=colors[side], ms=4)
+            ax.annotate(str(p["seed"]), (xs[1], ys[1]), textcoords="offset points", xytext=(3, 2), fontsize=6,
+                        color=colors["fast"])
+        for side in ("ref", "fast"):
+            x = float(np.exp(np.mean([np.log(p[side]["speedup"]) for p in e["pairs"]])))
+            y = scale * float(np.mean([p[side]["valid"] for p in e["pairs"]]))
+            ax.plot(x, y, "D", color=colors[side], ms=10, mec="black", label=f"{names[side]}, mean over the seeds")
+        if metric != "accuracy":
+            ax.invert_yaxis()                                   # up is better in every panel
+        ax.set_xlabel("compact model's speedup over the full-size one (x)")
+        ax.set_ylabel("valid accuracy (%)" if metric == "accuracy" else "valid perplexity")
+        verdict = "met" if e["met_mean"] else "not met"
+        ax.set_title(f"{e['task']}, lambda {e['lam']:g}, dense start: {len(e['pairs'])} seeds\n"
+                     f"{e['ratio_geomean']:.2f}x N's speed on the means (target {verdict}); "
+                     f"pairs met {e['met']} of {len(e['pairs'])}", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.margins(0.08)
+    handles, labels = axes[0][0].get_legend_handles_labels()       # the means' markers, once, below the panels
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=7, frameon=False)
+    fig.suptitle(f"Each seed's N and {paired[0]['fast_config']} (small dots, joined; label: seed) and their means "
+                 "(one thread; benchmarks/gate_structure.py report)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -292,3 +292,19 @@ def test_seed_means_of_perplexity_take_lower_as_better(rep):
     assert e["valid_diff_mean"] == pytest.approx(0.5) and not e["met_mean"]   # 0.5 higher on the mean: worse
     (e,) = rep.paired_seeds([seed(0, (182.0, 4.0), (181.0, 4.0)), seed(1, (180.0, 4.0), (180.5, 4.0))])
     assert e["valid_diff_mean"] == pytest.approx(-0.25) and e["met_mean"] and e["met"] == 1
+
+
+def test_seed_pairs_figure_is_drawn_for_each_group(rep, tmp_path):
+    def seed(s, task, n, w, metric="accuracy"):
+        rows = [_row("base", 0.77, 10.0, metric=metric), _row("N", *n, metric=metric),
+                _row("W+G+N@6", *w, metric=metric)]
+        return dict(_doc(task, 16, rows), seed=s, dense_start=0.1333)
+
+    docs = [seed(0, "rt", (0.76, 1.0), (0.77, 0.8)), seed(1, "rt", (0.75, 1.0), (0.76, 1.2)),
+            seed(0, "ptb", (180.0, 4.0), (179.0, 4.0), "perplexity"),
+            seed(1, "ptb", (178.0, 4.0), (178.5, 4.1), "perplexity")]
+    paired = rep.paired_seeds(docs, "W+G+N@6")
+    assert [e["task"] for e in paired] == ["rt", "ptb"]
+    path = tmp_path / "pairs.png"
+    rep.plot_seed_pairs(paired, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
