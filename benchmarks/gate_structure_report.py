@@ -205,7 +205,8 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
     """Issue 12's second target seed by seed: per task, lambda and dense start where some
     seed beyond 0 ran both W+G+N and N (no fine-tuning), each seed's pair, both compact models
     timed in the same process (speedup over the full-size model there), and the means over
-    the seeds: the valid difference and the geometric mean of W+G+N's speedup over N's.
+    the seeds (``means``: per side, the mean valid and the geometric mean of the speedups): the
+    valid difference and the geometric mean of W+G+N's speedup over N's.
     ``met_mean`` (``met_mean_best``: each model in its faster layout): on the means, W+G+N
     at least as good on valid and no slower, the comparison of the two methods that does
     not hang on which seed's pair lands on which side of a fine line."""
@@ -231,12 +232,14 @@ def paired_seeds(docs: list, fast_config: str = "W+G+N", ref_config: str = "N") 
             p["ratio_best"] = p["fast"]["speedup_best"] / p["ref"]["speedup_best"]
             p["met"] = good and p["ratio"] >= 1.0
             p["met_best"] = good and p["ratio_best"] >= 1.0
-        mean = lambda key, side: float(np.mean([p[side][key] for p in pairs]))  # noqa: E731
-        geomean = lambda key: float(np.exp(np.mean([np.log(p[key]) for p in pairs])))  # noqa: E731
-        as_good = _at_least_as_good(mean("valid", "fast"), mean("valid", "ref"), pairs[0]["metric"])
+        geomean = lambda values: float(np.exp(np.mean(np.log(values))))  # noqa: E731
+        means = {side: {"valid": float(np.mean([p[side]["valid"] for p in pairs])),
+                        "speedup": geomean([p[side]["speedup"] for p in pairs])} for side in ("ref", "fast")}
+        as_good = _at_least_as_good(means["fast"]["valid"], means["ref"]["valid"], pairs[0]["metric"])
         e = {"task": task, "lam": lam, "dense_start": dense, "fast_config": fast_config, "pairs": pairs,
-             "valid_diff_mean": mean("valid", "fast") - mean("valid", "ref"),
-             "ratio_geomean": geomean("ratio"), "ratio_best_geomean": geomean("ratio_best"),
+             "means": means, "valid_diff_mean": means["fast"]["valid"] - means["ref"]["valid"],
+             "ratio_geomean": geomean([p["ratio"] for p in pairs]),
+             "ratio_best_geomean": geomean([p["ratio_best"] for p in pairs]),
              "ratio_range": [min(p["ratio"] for p in pairs), max(p["ratio"] for p in pairs)],
              "met": sum(p["met"] for p in pairs), "met_best": sum(p["met_best"] for p in pairs)}
         e["met_mean"] = as_good and e["ratio_geomean"] >= 1.0
@@ -450,9 +453,8 @@ def plot_seed_pairs(paired: list, path: Path) -> None:
                 ax.plot(x, y, "o", color=colors[side], ms=4)
             ax.annotate(str(p["seed"]), (xs[1], ys[1]), textcoords="offset points", xytext=(3, 2), fontsize=6,
                         color=colors["fast"])
-        for side in ("ref", "fast"):
-            x = float(np.exp(np.mean([np.log(p[side]["speedup"]) for p in e["pairs"]])))
-            y = scale * float(np.mean([p[side]["valid"] for p in e["pairs"]]))
+        for side, m in e["means"].items():
+            x, y = m["speedup"], scale * m["valid"]
             ax.plot(x, y, "D", color=colors[side], ms=10, mec="black", label=f"{names[side]}, mean over the seeds")
         if metric != "accuracy":
             ax.invert_yaxis()                                   # up is better in every panel

@@ -224,6 +224,8 @@ def test_seed_by_seed_pairs_need_both_runs_and_judge_each_seed(rep):
     assert e["pairs"][0]["ratio"] == pytest.approx(0.5) and e["pairs"][1]["ratio"] == pytest.approx(2.0)
     assert e["ratio_geomean"] == pytest.approx(1.0)
     assert e["valid_diff_mean"] == pytest.approx(0.0)
+    assert e["means"]["ref"] == pytest.approx({"valid": 0.76, "speedup": (10 * 5 * 10) ** (1 / 3)})
+    assert e["means"]["fast"]["speedup"] / e["means"]["ref"]["speedup"] == pytest.approx(e["ratio_geomean"])
     text = rep.format_paired(paired)
     assert "| rt | 16 | 0.1333 | W+G+N | 0 | 76.0% | 10.00x | 75.0% | 5.00x | 2.00x slower |" in text
     assert "| rt | 16 | 0.1333 | W+G+N | 1 | 76.0% | 5.00x | 77.0% | 10.00x | 2.00x as fast (target met) |" in text
